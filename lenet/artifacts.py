@@ -1,0 +1,236 @@
+"""Checkpoints: a state_dict file plus a JSON metadata file beside it, saved atomically, loaded safely.
+
+A checkpoint `NAME.pth` holds only tensors (the notebook's `LeNet5V1` state_dict layout);
+`NAME.json` holds the variant, config, history and metrics. Bare `.pth` files from the original
+notebook load too: their variant is inferred from the keys. Loading uses `weights_only=True`, so a
+file can never run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import create_model, get_variant, infer_architecture
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # LeNet-5 is ~250 KB; anything far larger is not ours
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable LeNet-5 checkpoint; the message says why."""
+
+
+def home_dir() -> Path:
+    """Where runs, the run database and downloaded data live ($LENET_HOME moves all of it)."""
+    return Path(os.environ.get("LENET_HOME", REPO_ROOT / "artifacts"))
+
+
+def runs_dir() -> Path:
+    return home_dir() / "runs"
+
+
+def pretrained_dir() -> Path:
+    """The shipped checkpoints, committed with the code (not moved by $LENET_HOME)."""
+    return REPO_ROOT / "artifacts" / "pretrained"
+
+
+def metadata_path(weights_path: str | Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Path:
+    """Save weights then metadata. The JSON is written last: a checkpoint without it is incomplete."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(metadata_path(path), json.dumps(metadata, indent=2).encode())
+    return path
+
+
+def read_metadata(path: str | Path) -> dict | None:
+    """The JSON beside a checkpoint, or None when there is none (e.g. a notebook .pth)."""
+    meta = metadata_path(path)
+    if not meta.is_file():
+        return None
+    try:
+        value = json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{meta}: metadata is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{meta}: metadata must be a JSON object")
+    return value
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path}: {size / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
+        )
+    with path.open("rb") as f:
+        head = f.read(2)
+    # torch.save writes a zip archive ("PK"); very old torch wrote a bare pickle (protocol byte 0x80).
+    if head != b"PK" and head[:1] != b"\x80":
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol warnings about files we refuse anyway
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused to load: it contains Python objects other than tensors, which could "
+            f"run code. Save a state_dict instead (torch.save(model.state_dict(), path))."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint, or a damaged one ({type(e).__name__})"
+        ) from None
+    # Homework often wraps the weights: {"model_state_dict": ...} or {"state_dict": ...}.
+    if isinstance(loaded, Mapping):
+        for key in ("model_state_dict", "state_dict", "model"):
+            if isinstance(loaded.get(key), Mapping):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise CheckpointError(f"{path}: does not hold a state_dict (a mapping of names to tensors)")
+    # Checkpoints saved from DataParallel prefix every key with "module.".
+    return {k.removeprefix("module."): v for k, v in loaded.items()}
+
+
+def check_compatible(state: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> None:
+    """Raise CheckpointError unless `state` has exactly the model's keys and tensor shapes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+        raise CheckpointError(f"{source}: not a LeNet-5 checkpoint of this layout ({'; '.join(parts)})")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(state[key].shape)}, LeNet-5 expects {tuple(tensor.shape)}"
+            )
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Load any LeNet-5 checkpoint (ours or the notebook's) -> (model in eval mode, metadata).
+
+    For a bare state_dict the metadata is {"variant": inferred, "inferred": True}.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
+    metadata = read_metadata(path)
+    if metadata is None:
+        metadata = {"variant": infer_architecture(set(state)), "inferred": True}
+    variant = metadata.get("variant")
+    try:
+        model = create_model(variant)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    check_compatible(state, model, str(path))
+    model.load_state_dict(state)
+    return model.eval(), metadata
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    name: str
+    variant: str
+    source: str  # pretrained | run
+    test_accuracy: float | None
+    metadata: dict
+
+
+def list_checkpoints(*folders: Path) -> list[CheckpointInfo]:
+    """Complete checkpoints (weights + JSON) under the given folders, default: pretrained + runs."""
+    folders = folders or (pretrained_dir(), runs_dir())
+    found = []
+    for folder in folders:
+        source = "pretrained" if Path(folder) == pretrained_dir() else "run"
+        for weights in sorted(Path(folder).rglob("*.pth")):
+            try:
+                metadata = read_metadata(weights)
+            except CheckpointError:
+                continue
+            if metadata is None:  # not finished writing, or not ours
+                continue
+            found.append(
+                CheckpointInfo(
+                    path=weights,
+                    name=metadata.get("name") or weights.stem,
+                    variant=metadata.get("variant", "?"),
+                    source=source,
+                    test_accuracy=metadata.get("test_accuracy"),
+                    metadata=metadata,
+                )
+            )
+    return found
+
+
+def build_metadata(result, *, name: str, fingerprint: str, source: str) -> dict:
+    """The JSON saved beside a checkpoint: enough to rebuild, compare and audit the run."""
+    from .train import describe_environment
+
+    variant = get_variant(result.config.variant)
+    test = result.test
+    return {
+        "format": "lenet-checkpoint/1",
+        "name": name,
+        "variant": variant.name,
+        "variant_title": variant.title,
+        "status": result.status,
+        "epochs_completed": len(result.history),
+        "config": result.config.to_dict(),
+        "seed": result.config.seed,
+        "history": [asdict(h) for h in result.history],
+        "train_accuracy": result.train_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": test.loss if test else None,
+        "per_class_accuracy": test.per_class_accuracy if test else None,
+        "confusion_matrix": test.confusion_matrix if test else None,
+        "train_seconds": result.seconds,
+        "device": result.device,
+        "dataset": {"fingerprint": fingerprint, "source": source},
+        "versions": describe_environment(),
+        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

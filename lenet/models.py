@@ -1,0 +1,158 @@
+"""LeNet-5 as in the original course notebook, and the registry of its regularization variants.
+
+The layer order reproduces the notebook's `LeNet5V1`, so state_dict keys (`feature.<i>.*`,
+`classifier.<i>.*`) match and checkpoints load in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 10
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 1x28x28 inputs: two tanh conv blocks with average pooling, then 400-120-84-10."""
+
+    def __init__(self, use_dropout: bool = False, use_batch_norm: bool = False) -> None:
+        super().__init__()
+        self.use_dropout = use_dropout
+        self.use_batch_norm = use_batch_norm
+        # (N,1,28,28) -> conv pad 2 -> (N,6,28,28) -> pool -> (N,6,14,14)
+        #              -> conv -> (N,16,10,10) -> pool -> (N,16,5,5)
+        self.feature = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5, padding=2),
+            *([nn.BatchNorm2d(6)] if use_batch_norm else []),
+            nn.Tanh(),
+            nn.AvgPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            *([nn.BatchNorm2d(16)] if use_batch_norm else []),
+            nn.Tanh(),
+            nn.AvgPool2d(kernel_size=2, stride=2),
+        )
+        # (N,16,5,5) -> (N,400) -> 120 -> 84 -> 10 logits
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(400, 120),
+            *([nn.Dropout(0.5)] if use_dropout else []),
+            nn.Tanh(),
+            nn.Linear(120, 84),
+            nn.Tanh(),
+            nn.Linear(84, NUM_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.feature(x))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered regularization variant: how to build it and its training defaults."""
+
+    name: str
+    title: str
+    summary: str
+    build: Callable[[], LeNet5]
+    defaults: Mapping[str, float | int] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+class UnknownVariantError(ValueError):
+    pass
+
+
+def register(name: str, *, title: str, summary: str, **defaults: float | int):
+    """Decorator registering a model factory as a variant; `defaults` override TrainConfig's."""
+
+    def decorator(build: Callable[[], LeNet5]) -> Callable[[], LeNet5]:
+        if name in _REGISTRY:
+            raise ValueError(f"variant {name!r} is already registered")
+        _REGISTRY[name] = Variant(name, title, summary, build, dict(defaults))
+        return build
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(_REGISTRY)
+        raise UnknownVariantError(f"unknown variant {name!r}; choose one of: {valid}") from None
+
+
+def create_model(name: str) -> LeNet5:
+    return get_variant(name).build()
+
+
+@register(
+    "baseline",
+    title="Baseline",
+    summary="No regularization: the reference every other variant is compared against.",
+)
+def baseline() -> LeNet5:
+    return LeNet5()
+
+
+@register(
+    "dropout",
+    title="Dropout 0.5",
+    summary="Randomly zeroes half of the first fully connected layer's outputs while training, "
+    "so no unit can rely on another.",
+)
+def dropout() -> LeNet5:
+    return LeNet5(use_dropout=True)
+
+
+@register(
+    "l2",
+    title="L2 (weight decay 0.01)",
+    summary="Adds 0.01 x weight to every gradient (Adam's weight decay), pulling weights toward zero.",
+    weight_decay=0.01,
+)
+def l2() -> LeNet5:
+    return LeNet5()
+
+
+@register(
+    "l2_optimized",
+    title="L2 optimized (0.001, 20 epochs)",
+    summary="A gentler weight decay of 0.001, trained longer (20 epochs) to make up for it.",
+    weight_decay=0.001,
+    epochs=20,
+)
+def l2_optimized() -> LeNet5:
+    return LeNet5()
+
+
+@register(
+    "batch_norm",
+    title="Batch norm",
+    summary="Normalizes each conv layer's outputs over the batch; the batch noise regularizes "
+    "and training converges faster.",
+)
+def batch_norm() -> LeNet5:
+    return LeNet5(use_batch_norm=True)
+
+
+def infer_architecture(keys: set[str]) -> str:
+    """Guess which variant's layout a bare state_dict has (the notebook saved no metadata).
+
+    BatchNorm running stats -> batch_norm; the second Linear at classifier.4 (Dropout shifts it
+    from index 3) -> dropout; otherwise the plain layout, which baseline and both L2 variants share.
+    """
+    if "feature.1.running_mean" in keys:
+        return "batch_norm"
+    if "classifier.4.weight" in keys:
+        return "dropout"
+    return "baseline"

@@ -1,0 +1,377 @@
+"""The training loop: pure, callback-driven, stoppable and device-aware.
+
+`train(config, splits)` returns a `TrainResult`; it writes nothing. Callers (the CLI, the worker)
+observe progress through `on_step` / `on_epoch` and stop a run through `should_stop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from . import data
+from .models import get_variant
+
+# Bounds on hyperparameters: wide enough for any classroom experiment, narrow enough to refuse
+# typos (epochs=1000) that would tie up a laptop for days.
+MAX_EPOCHS = 200
+MAX_BATCH_SIZE = 8192
+MAX_LR = 100.0  # absurd for Adam, but allowed: watching a run blow up is a lesson too
+# Mean cross-entropy over a logging window above this is divergence (chance level is ln 10 = 2.3).
+# Adam's bounded steps rarely reach inf/NaN: a huge learning rate shows as an exploding finite loss.
+DIVERGED_LOSS = 100.0
+MAX_WEIGHT_DECAY = 1.0
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ConfigError(ValueError):
+    """A hyperparameter is out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; saved with every checkpoint so it can be rebuilt."""
+
+    variant: str = "baseline"
+    epochs: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    seed: int = 0
+    train_limit: int | None = None  # train on a random subset of this many images
+    val_fraction: float = 0.1
+    split_seed: int = 0  # fixed by default so every run is validated on the same images
+    device: str = "auto"
+    init_from: str | None = None  # warm start: checkpoint whose weights training starts from
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides) -> TrainConfig:
+        """The variant's defaults (e.g. l2 -> weight decay 0.01), then any non-None overrides."""
+        values = {"variant": variant, **get_variant(variant).defaults}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known}).validated()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validated(self) -> TrainConfig:
+        """Return self, or raise ConfigError naming the first bad value."""
+        get_variant(self.variant)  # raises UnknownVariantError (a ValueError) listing valid names
+        checks = [
+            (
+                _is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS,
+                f"epochs must be a whole number from 1 to {MAX_EPOCHS}, got {self.epochs!r}",
+            ),
+            (
+                _is_number(self.lr) and 0 < self.lr <= MAX_LR,
+                f"learning rate must be a positive number (at most {MAX_LR:g}), got {self.lr!r}",
+            ),
+            (
+                _is_number(self.weight_decay) and 0 <= self.weight_decay <= MAX_WEIGHT_DECAY,
+                f"weight decay must be between 0 and {MAX_WEIGHT_DECAY:g} "
+                f"(the notebook's L2 used 0.01), got {self.weight_decay!r}",
+            ),
+            (
+                _is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
+                f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {self.batch_size!r}",
+            ),
+            (
+                _is_int(self.seed) and 0 <= self.seed < 2**32,
+                f"seed must be a whole number from 0 to 2**32-1, got {self.seed!r}",
+            ),
+            (
+                self.train_limit is None or (_is_int(self.train_limit) and self.train_limit >= 1),
+                f"training subset size must be a whole number of images >= 1, got {self.train_limit!r}",
+            ),
+            (
+                _is_number(self.val_fraction) and 0 < self.val_fraction < 0.5,
+                f"validation fraction must be between 0 and 0.5, got {self.val_fraction!r}",
+            ),
+            (
+                _is_int(self.split_seed) and 0 <= self.split_seed < 2**32,
+                f"split seed must be a whole number from 0 to 2**32-1, got {self.split_seed!r}",
+            ),
+            (
+                self.device in DEVICES or str(self.device).startswith("cuda:"),
+                f"device must be one of {', '.join(DEVICES)}, got {self.device!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit choice that is unavailable is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def prepare_splits(config: TrainConfig, data_dir: str | Path | None = None) -> data.Splits:
+    raw = data.load_raw(data_dir)
+    available = len(raw.train_labels) - int(round(len(raw.train_labels) * config.val_fraction))
+    if config.train_limit is not None and config.train_limit > available:
+        raise ConfigError(
+            f"training subset size {config.train_limit} exceeds the {available} training images"
+        )
+    return data.make_splits(raw, config.val_fraction, config.split_seed, config.train_limit)
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Progress reported every `log_every` batches; loss/accuracy are means over that window."""
+
+    epoch: int  # 1-based
+    step: int  # batches done in this epoch
+    steps_per_epoch: int
+    global_step: int
+    total_steps: int
+    loss: float
+    accuracy: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float  # over every training image seen this epoch, while the weights moved
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | stopped | diverged
+    config: TrainConfig
+    history: list[EpochMetrics] = field(default_factory=list)
+    model: nn.Module | None = None  # eval mode, on cpu; None when no epoch completed
+    test: EvalMetrics | None = None
+    message: str = ""
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def train_accuracy(self) -> float | None:
+        return self.history[-1].train_accuracy if self.history else None
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.history[-1].val_accuracy if self.history else None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test.accuracy if self.test else None
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: data.Split, batch_size: int = 1000) -> EvalMetrics:
+    """Loss, accuracy, per-class accuracy and confusion matrix over the whole split."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    accuracy = MulticlassAccuracy(num_classes=data.NUM_CLASSES, average="micro").to(device)
+    per_class = MulticlassAccuracy(num_classes=data.NUM_CLASSES, average=None).to(device)
+    confusion = MulticlassConfusionMatrix(num_classes=data.NUM_CLASSES).to(device)
+    loss_sum = torch.zeros((), device=device)
+    for images, labels in data.iterate_batches(split.to(device), batch_size):
+        logits = model(_channels_last(images))
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        preds = logits.argmax(dim=1)
+        for metric in (accuracy, per_class, confusion):
+            metric.update(preds, labels)
+    model.train(was_training)
+    return EvalMetrics(
+        loss=loss_sum.item() / len(split),
+        accuracy=accuracy.compute().item(),
+        per_class_accuracy=per_class.compute().tolist(),
+        confusion_matrix=confusion.compute().tolist(),
+    )
+
+
+def _channels_last(images: torch.Tensor) -> torch.Tensor:
+    # oneDNN's convolutions run faster on NHWC; the values are unchanged.
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device):
+    # The notebook's optimizer: Adam with L2 as weight_decay (added to the gradient, not AdamW).
+    fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of a loop
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+
+
+def train(
+    config: TrainConfig,
+    splits: data.Splits,
+    *,
+    on_step: Callable[[StepMetrics], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log_every: int = 25,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> TrainResult:
+    """Train one model. Same config, seed and device give the same metrics.
+
+    `should_stop` is polled between batches; when it returns True the run ends with the weights
+    of the last completed epoch. A non-finite loss ends the run as diverged.
+    """
+    config.validated()
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)  # weight init and dropout masks
+    shuffle = torch.Generator().manual_seed(config.seed)
+
+    model = get_variant(config.variant).build()
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = _make_optimizer(model, config, device)
+    train_split, val_split = splits.train.to(device), splits.val.to(device)
+
+    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    result = TrainResult(status="finished", config=config, device=str(device))
+    last_good_state: dict[str, torch.Tensor] | None = None
+    global_step = 0
+
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        model.train()
+        running_accuracy = MulticlassAccuracy(num_classes=data.NUM_CLASSES, average="micro").to(device)
+        epoch_loss = torch.zeros((), device=device)
+        window_loss = torch.zeros((), device=device)
+        window_correct = torch.zeros((), device=device, dtype=torch.long)
+        window_count = 0
+        for step, (images, labels) in enumerate(
+            data.iterate_batches(train_split, config.batch_size, shuffle), start=1
+        ):
+            if should_stop is not None and should_stop():
+                result.status = "stopped"
+                result.message = f"stopped during epoch {epoch}; kept the weights after epoch {epoch - 1}"
+                break
+            logits = model(_channels_last(images))
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+            preds = logits.detach().argmax(dim=1)
+            running_accuracy.update(preds, labels)
+            batch_loss = loss.detach() * len(labels)
+            epoch_loss += batch_loss
+            window_loss += batch_loss
+            window_correct += (preds == labels).sum()
+            window_count += len(labels)
+            global_step += 1
+            if step % log_every == 0 or step == steps_per_epoch:
+                mean_loss = window_loss.item() / window_count
+                if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
+                    result.status = "diverged"
+                    result.message = (
+                        f"training diverged: loss reached {mean_loss:.4g} at epoch {epoch}, batch "
+                        f"{step} (chance level is 2.3). Try a smaller learning rate than {config.lr:g}."
+                    )
+                    break
+                if on_step is not None:
+                    elapsed = time.perf_counter() - started
+                    on_step(
+                        StepMetrics(
+                            epoch=epoch,
+                            step=step,
+                            steps_per_epoch=steps_per_epoch,
+                            global_step=global_step,
+                            total_steps=total_steps,
+                            loss=mean_loss,
+                            accuracy=window_correct.item() / window_count,
+                            elapsed_s=elapsed,
+                            eta_s=elapsed / global_step * (total_steps - global_step),
+                        )
+                    )
+                window_loss.zero_()
+                window_correct.zero_()
+                window_count = 0
+        if result.status != "finished":
+            break
+
+        val = evaluate(model, val_split)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=epoch_loss.item() / len(train_split),
+            train_accuracy=running_accuracy.compute().item(),
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            seconds=time.perf_counter() - epoch_started,
+        )
+        result.history.append(metrics)
+        last_good_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    if last_good_state is not None and result.status != "diverged":
+        model.load_state_dict(last_good_state)
+        # The test set is touched once, here, after every choice has been made.
+        result.test = evaluate(model, splits.test)
+        result.model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def describe_environment() -> dict:
+    """Library versions and hardware, saved in checkpoint metadata."""
+    import platform
+
+    import torchmetrics
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "lenet": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,88 @@
+"""Shared fixtures: small, real IDX files written into tmp_path, and an isolated LENET_HOME."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet import data
+
+STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write a uint8 array as an IDX file (magic 0x08 = ubyte, then ndim), optionally gzipped."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+    return path
+
+
+def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Easy-to-learn 28x28 images: class k is a bright horizontal band at rows 2k+2..2k+6, plus noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), 28, 28), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 * k + 2 : 2 * k + 6, 4:24] = rng.integers(180, 255)
+    return images
+
+
+def make_dataset_dir(directory: Path, n_train: int = 600, n_test: int = 200, compress: bool = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    train_labels = rng.integers(0, 10, n_train).astype(np.uint8)
+    test_labels = rng.integers(0, 10, n_test).astype(np.uint8)
+    write_idx(directory / STEMS["train_images"], synthetic_images(train_labels, 1), compress)
+    write_idx(directory / STEMS["train_labels"], train_labels, compress)
+    write_idx(directory / STEMS["test_images"], synthetic_images(test_labels, 2), compress)
+    write_idx(directory / STEMS["test_labels"], test_labels, compress)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own artifacts home and no ambient dataset settings."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LENET_HOME", str(home))
+    monkeypatch.delenv(data.ENV_DIR, raising=False)
+    monkeypatch.delenv(data.ENV_DOWNLOAD, raising=False)
+    return home
+
+
+@pytest.fixture
+def idx_dir(tmp_path) -> Path:
+    return make_dataset_dir(tmp_path / "fmnist")
+
+
+@pytest.fixture
+def small_splits(idx_dir) -> data.Splits:
+    return data.make_splits(data.load_raw(idx_dir))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real FashionMNIST (Debian package or $FASHION_MNIST_DIR); CI requires it to be there."""
+    candidate = Path(os.environ.get(data.ENV_DIR) or data.DEBIAN_DIR)
+    if not all(data.find_file(candidate, stem) for stem in STEMS.values()):
+        if os.environ.get("LENET_REQUIRE_REAL_DATA"):
+            pytest.fail(f"real FashionMNIST required but not found in {candidate}")
+        pytest.skip("real FashionMNIST not installed (apt-get install dataset-fashion-mnist)")
+    return candidate
+
+
+@pytest.fixture(scope="session")
+def real_raw(real_data_dir) -> data.RawDataset:
+    return data.load_raw(real_data_dir)

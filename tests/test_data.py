@@ -1,0 +1,117 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from lenet import data
+
+from conftest import STEMS, make_dataset_dir, write_idx
+
+
+def test_reads_gzip_and_raw_idx_alike(tmp_path):
+    gz = make_dataset_dir(tmp_path / "gz", compress=True)
+    raw = make_dataset_dir(tmp_path / "raw", compress=False)
+    a, b = data.load_raw(gz), data.load_raw(raw)
+    assert torch.equal(a.train_images, b.train_images)
+    assert torch.equal(a.test_labels, b.test_labels)
+    assert a.train_images.shape == (600, 28, 28) and a.train_images.dtype == torch.uint8
+    assert a.fingerprint == b.fingerprint  # the hash is of contents, not of file bytes
+
+
+def test_torchvision_raw_folder_layout_is_found(tmp_path):
+    make_dataset_dir(tmp_path / "root" / "FashionMNIST" / "raw", compress=False)
+    assert data.locate(tmp_path / "root") == tmp_path / "root"
+
+
+def test_env_variable_names_the_folder(tmp_path, monkeypatch, idx_dir):
+    monkeypatch.setenv(data.ENV_DIR, str(idx_dir))
+    assert data.locate() == idx_dir
+
+
+def test_explicit_folder_missing_files_names_them(tmp_path):
+    folder = make_dataset_dir(tmp_path / "partial")
+    (folder / (STEMS["test_labels"] + ".gz")).unlink()
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte"):
+        data.locate(folder)
+
+
+def test_no_source_names_the_three_ways(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "nowhere")
+    with pytest.raises(data.DataError) as err:
+        data.locate()
+    message = str(err.value)
+    assert "--data-dir" in message and "FASHION_MNIST_DIR" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "--download" in message
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda b: b"\x00\x00\x09\x03" + b[4:], "magic number"),
+        (lambda b: b[:-10], "header promises"),
+        (lambda b: b[:6], "too short"),
+        (lambda b: b[:8] + struct.pack(">II", 32, 32) + b[16:], "item shape"),
+    ],
+)
+def test_malformed_image_file_is_refused(idx_dir, corrupt, match):
+    path = idx_dir / (STEMS["train_images"] + ".gz")
+    path.write_bytes(gzip.compress(corrupt(gzip.decompress(path.read_bytes()))))
+    with pytest.raises(data.DataError, match=match):
+        data.load_raw(idx_dir)
+
+
+def test_corrupt_gzip_is_refused(idx_dir):
+    path = idx_dir / (STEMS["train_labels"] + ".gz")
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(data.DataError, match="cannot read"):
+        data.load_raw(idx_dir)
+
+
+def test_label_out_of_range_and_count_mismatch(tmp_path):
+    folder = make_dataset_dir(tmp_path / "a")
+    write_idx(folder / STEMS["test_labels"], np.full(200, 12, dtype=np.uint8))
+    with pytest.raises(data.DataError, match="labels go up to 12"):
+        data.load_raw(folder)
+    folder = make_dataset_dir(tmp_path / "b")
+    write_idx(folder / STEMS["test_labels"], np.zeros(150, dtype=np.uint8))
+    with pytest.raises(data.DataError, match="200 images but 150 labels"):
+        data.load_raw(folder)
+
+
+def test_split_is_seeded_disjoint_and_ninety_ten(idx_dir):
+    raw = data.load_raw(idx_dir)
+    a, b = data.make_splits(raw, split_seed=3), data.make_splits(raw, split_seed=3)
+    c = data.make_splits(raw, split_seed=4)
+    assert (len(a.train), len(a.val), len(a.test)) == (540, 60, 200)
+    assert torch.equal(a.val.images, b.val.images)
+    assert not torch.equal(a.val.images, c.val.images)
+    train_rows = {tuple(r) for r in a.train.images.flatten(1).tolist()}
+    assert not any(tuple(r) in train_rows for r in a.val.images.flatten(1).tolist())
+
+
+def test_train_limit_keeps_validation_unchanged(idx_dir):
+    raw = data.load_raw(idx_dir)
+    full, limited = data.make_splits(raw), data.make_splits(raw, train_limit=100)
+    assert len(limited.train) == 100
+    assert torch.equal(full.val.images, limited.val.images)
+
+
+def test_normalization_uses_training_statistics():
+    images = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 1] = 255
+    out = data.normalize(images)
+    assert out.shape == (1, 1, 28, 28)
+    assert out[0, 0, 0, 0].item() == pytest.approx((0 - data.MEAN) / data.STD)
+    assert out[0, 0, 0, 1].item() == pytest.approx((1 - data.MEAN) / data.STD)
+
+
+def test_batches_cover_every_sample_once(small_splits):
+    seen = torch.cat(
+        [y for _, y in data.iterate_batches(small_splits.train, 64, torch.Generator().manual_seed(0))]
+    )
+    assert sorted(seen.tolist()) == sorted(small_splits.train.labels.tolist())
+    in_order = torch.cat([y for _, y in data.iterate_batches(small_splits.train, 64)])
+    assert torch.equal(in_order, small_splits.train.labels)

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from lenet.models import (
+    LeNet5,
+    UnknownVariantError,
+    create_model,
+    get_variant,
+    infer_architecture,
+    list_models,
+    register,
+)
+
+
+def test_registry_holds_the_notebooks_five_variants():
+    assert list_models() == ["baseline", "dropout", "l2", "l2_optimized", "batch_norm"]
+    assert get_variant("l2").defaults == {"weight_decay": 0.01}
+    assert get_variant("l2_optimized").defaults == {"weight_decay": 0.001, "epochs": 20}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_shape_and_finite(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    logits = model(torch.randn(8, 1, 28, 28))
+    assert logits.shape == (8, 10)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_parameter_gets_a_gradient(name):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(16, 1, 28, 28)), torch.arange(16) % 10)
+    loss.backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, param_name
+        assert param.grad.abs().sum() > 0, param_name
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_variant_has_explanation_for_the_ui(name):
+    variant = get_variant(name)
+    assert variant.title and len(variant.summary) > 20
+
+
+def test_regularizers_change_the_layers():
+    assert not any(isinstance(m, torch.nn.Dropout) for m in create_model("baseline").modules())
+    assert any(isinstance(m, torch.nn.Dropout) for m in create_model("dropout").modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("batch_norm").modules()) == 2
+
+
+def test_unknown_variant_lists_the_valid_names():
+    with pytest.raises(UnknownVariantError, match="choose one of: baseline, dropout, l2"):
+        create_model("resnet")
+
+
+def test_register_refuses_a_duplicate_name():
+    with pytest.raises(ValueError, match="already registered"):
+        register("baseline", title="x", summary="y")(LeNet5)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_architecture_is_inferred_from_state_dict_keys(name):
+    keys = set(create_model(name).state_dict())
+    expected = {"dropout": "dropout", "batch_norm": "batch_norm"}.get(name, "baseline")
+    assert infer_architecture(keys) == expected

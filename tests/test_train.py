@@ -1,0 +1,134 @@
+import math
+
+import pytest
+import torch
+
+from lenet import data
+from lenet.models import UnknownVariantError
+from lenet.train import ConfigError, TrainConfig, evaluate, prepare_splits, train
+
+
+def test_variant_defaults_and_overrides():
+    assert TrainConfig.for_variant("l2").weight_decay == 0.01
+    c = TrainConfig.for_variant("l2_optimized")
+    assert (c.epochs, c.weight_decay, c.lr, c.batch_size) == (20, 0.001, 1e-3, 64)
+    assert TrainConfig.for_variant("l2", weight_decay=0.0, epochs=None).weight_decay == 0.0
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 100_000}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"weight_decay": -0.1}, "weight decay"),
+        ({"weight_decay": float("nan")}, "weight decay"),
+        ({"lr": 0.0}, "learning rate"),
+        ({"lr": 1e9}, "learning rate"),
+        ({"batch_size": 0}, "batch size"),
+        ({"seed": -1}, "seed"),
+        ({"train_limit": 0}, "subset"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_absurd_hyperparameters_are_refused_with_the_reason(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.for_variant("baseline", **overrides)
+
+
+def test_unknown_variant_in_config():
+    with pytest.raises(UnknownVariantError):
+        TrainConfig(variant="vgg").validated()
+
+
+def test_train_limit_larger_than_the_data(idx_dir):
+    with pytest.raises(ConfigError, match="exceeds the 540 training images"):
+        prepare_splits(TrainConfig(train_limit=10_000), idx_dir)
+
+
+def test_training_learns_and_reports_progress(small_splits):
+    steps, epochs = [], []
+    config = TrainConfig(variant="batch_norm", epochs=3, batch_size=32, lr=3e-3)
+    result = train(config, small_splits, on_step=steps.append, on_epoch=epochs.append, log_every=5)
+    assert result.status == "finished"
+    assert [e.epoch for e in result.history] == [1, 2, 3] and epochs == result.history
+    assert result.val_accuracy > 0.9  # the synthetic classes are easy
+    assert result.test is not None and result.test_accuracy > 0.9
+    assert len(result.test.confusion_matrix) == 10 and sum(map(sum, result.test.confusion_matrix)) == 200
+    # progress arrives often (every 5 batches and at epoch ends) with a shrinking ETA
+    assert len(steps) >= 3 * 3
+    assert steps[-1].global_step == steps[-1].total_steps == 3 * math.ceil(540 / 32)
+    assert steps[-1].eta_s == 0 and steps[0].eta_s > 0
+    assert not result.model.training
+
+
+def test_same_seed_same_metrics(small_splits):
+    config = TrainConfig(variant="dropout", epochs=2)
+    a, b = train(config, small_splits), train(config, small_splits)
+    assert a.history[-1].train_loss == b.history[-1].train_loss
+    assert [h.val_accuracy for h in a.history] == [h.val_accuracy for h in b.history]
+    c = train(TrainConfig(variant="dropout", epochs=2, seed=1), small_splits)
+    assert c.history[-1].train_loss != a.history[-1].train_loss
+
+
+def test_stop_keeps_the_last_completed_epoch(small_splits):
+    steps_per_epoch = math.ceil(540 / 64)
+    calls = {"n": 0}
+
+    def stop_in_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > steps_per_epoch + 2
+
+    stopped = train(TrainConfig(epochs=5), small_splits, should_stop=stop_in_second_epoch)
+    assert stopped.status == "stopped" and "epoch 2" in stopped.message
+    assert len(stopped.history) == 1
+    assert calls["n"] == steps_per_epoch + 3  # checked before every batch: it stopped at once
+    one_epoch = train(TrainConfig(epochs=1), small_splits)
+    for key, value in one_epoch.model.state_dict().items():
+        assert torch.equal(stopped.model.state_dict()[key], value), key
+    assert stopped.test_accuracy == one_epoch.test_accuracy
+
+
+def test_stop_before_any_epoch_leaves_no_model(small_splits):
+    result = train(TrainConfig(epochs=2), small_splits, should_stop=lambda: True)
+    assert result.status == "stopped" and result.model is None and result.test is None
+
+
+def test_exploding_learning_rate_ends_as_diverged(small_splits):
+    result = train(TrainConfig(epochs=5, lr=100.0), small_splits, log_every=2)
+    assert result.status == "diverged"
+    assert "diverged" in result.message and "smaller learning rate" in result.message
+    assert result.model is None and result.test is None
+
+
+def test_non_finite_loss_ends_as_diverged(small_splits):
+    images = small_splits.train.images.clone()
+    images[3] = float("nan")
+    poisoned = data.Splits(
+        data.Split(images, small_splits.train.labels), small_splits.val, small_splits.test, "x", "x"
+    )
+    result = train(TrainConfig(epochs=1), poisoned)
+    assert result.status == "diverged" and "nan" in result.message
+
+
+def test_accuracy_is_over_the_whole_split_not_a_mean_of_batches(small_splits):
+    torch.manual_seed(0)
+    model = train(TrainConfig(epochs=1), small_splits).model
+    with torch.no_grad():
+        preds = model(small_splits.test.images).argmax(1)
+    exact = (preds == small_splits.test.labels).float().mean().item()
+    # a batch size that leaves a small last batch, where a mean of batch accuracies would differ
+    metrics = evaluate(model, small_splits.test, batch_size=63)
+    assert metrics.accuracy == pytest.approx(exact, abs=1e-6)
+    per_class = torch.tensor(metrics.confusion_matrix).diag() / torch.tensor(metrics.confusion_matrix).sum(1)
+    assert metrics.per_class_accuracy == pytest.approx(per_class.tolist(), abs=1e-6)
+
+
+def test_warm_start_begins_from_the_given_weights(small_splits):
+    first = train(TrainConfig(epochs=2), small_splits)
+    warm = train(TrainConfig(epochs=1, lr=1e-9), small_splits, init_state=first.model.state_dict())
+    # with a negligible learning rate the weights stay where the warm start put them
+    assert warm.val_accuracy == pytest.approx(first.val_accuracy, abs=0.02)
+    cold = train(TrainConfig(epochs=1, lr=1e-9), small_splits)
+    assert cold.val_accuracy < first.val_accuracy
