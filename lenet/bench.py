@@ -1,0 +1,132 @@
+"""Training-throughput benchmark: our in-memory pipeline vs the original notebook's.
+
+The notebook fed LeNet-5 through torchvision's FashionMNIST dataset with ToTensor + Normalize
+per sample and a DataLoader; we decode once and slice batches from normalized tensors. Both train
+the same model at the same batch size in the same process, alternating rounds, so the ratio is
+fair on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import data
+from .models import create_model
+from .train import TrainConfig, resolve_device, train
+
+
+def _subset(split: data.Split, n: int) -> data.Split:
+    return data.Split(split.images[:n], split.labels[:n])
+
+
+def ours_images_per_s(splits: data.Splits, steps: int, batch_size: int, device: str) -> float:
+    """Time our real training loop (`lenet.train.train`) over `steps` batches."""
+    n = steps * batch_size
+    subset = data.Splits(
+        train=_subset(splits.train, n),
+        val=_subset(splits.val, batch_size),  # validation is not what we measure
+        test=_subset(splits.test, batch_size),
+        fingerprint=splits.fingerprint,
+        source=splits.source,
+    )
+    config = TrainConfig(epochs=1, batch_size=batch_size, device=device)
+    started = time.perf_counter()
+    result = train(config, subset)
+    return n / (result.history[0].seconds if result.history else time.perf_counter() - started)
+
+
+def notebook_loader(raw_dir: Path, batch_size: int) -> torch.utils.data.DataLoader:
+    """The notebook's pipeline: torchvision dataset, per-sample ToTensor + Normalize, DataLoader."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((data.MEAN,), (data.STD,))])
+    dataset = datasets.FashionMNIST(raw_dir, train=True, download=False, transform=transform)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+def notebook_images_per_s(loader, steps: int, device: str) -> float:
+    """The notebook's training loop (per-batch .item() calls and accuracy, as it was written)."""
+    torch.manual_seed(0)
+    device = resolve_device(device)
+    model = create_model("baseline").to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    train_loss = train_acc = 0.0
+    seen = 0
+    started = time.perf_counter()
+    for step, (X, y) in enumerate(loader):
+        if step == steps:
+            break
+        X, y = X.to(device), y.to(device)
+        y_pred = model(X)
+        loss = loss_fn(y_pred, y)
+        train_loss += loss.item()
+        train_acc += (y_pred.argmax(dim=1) == y).float().mean().item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - started)
+
+
+def write_torchvision_layout(raw: data.RawDataset, root: Path) -> Path:
+    """Decompressed IDX files where torchvision's FashionMNIST(root) expects them."""
+    folder = root / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        source = data.find_file(raw.source, name)
+        payload = source.read_bytes()
+        if payload[:2] == b"\x1f\x8b":
+            payload = gzip.decompress(payload)
+        (folder / name).write_bytes(payload)
+    return root
+
+
+def run_bench(
+    steps: int = 300,
+    rounds: int = 3,
+    batch_size: int = 64,
+    device: str = "auto",
+    data_dir: str | None = None,
+    progress=lambda message: None,
+) -> dict:
+    raw = data.load_raw(data_dir)
+    splits = data.make_splits(raw)
+    device_name = str(resolve_device(device))
+    steps = min(steps, len(splits.train) // batch_size)
+    ours, notebook = [], []
+    with tempfile.TemporaryDirectory(prefix="lenet-bench-") as tmp:
+        loader = notebook_loader(write_torchvision_layout(raw, Path(tmp)), batch_size)
+        # Warm-up: first calls pay for allocator growth and oneDNN kernel selection.
+        ours_images_per_s(splits, 20, batch_size, device_name)
+        notebook_images_per_s(loader, 20, device_name)
+        for r in range(1, rounds + 1):
+            ours.append(ours_images_per_s(splits, steps, batch_size, device_name))
+            notebook.append(notebook_images_per_s(loader, steps, device_name))
+            progress(f"round {r}/{rounds}: ours {ours[-1]:,.0f} img/s, notebook {notebook[-1]:,.0f} img/s")
+    ours_median, notebook_median = statistics.median(ours), statistics.median(notebook)
+    return {
+        "ours_images_per_s": ours_median,
+        "notebook_images_per_s": notebook_median,
+        "ratio": ours_median / notebook_median,
+        "ours_rounds": ours,
+        "notebook_rounds": notebook,
+        "steps": steps,
+        "rounds": rounds,
+        "batch_size": batch_size,
+        "device": device_name,
+        "threads": torch.get_num_threads(),
+    }

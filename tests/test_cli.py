@@ -1,0 +1,156 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lenet.cli import main
+from lenet.reproduce import NOTEBOOK_VARIANTS
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--variant",
+        "l2",
+        "--epochs",
+        "2",
+        "--data-dir",
+        idx_dir,
+        "--out",
+        tmp_path / "runs",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["config"]["weight_decay"] == 0.01  # the variant's default
+    assert len(report["history"]) == 2
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        assert 0 <= report[key] <= 1
+    checkpoint = report["checkpoint"]
+    assert checkpoint.endswith(".pth") and (tmp_path / "runs").exists()
+    code, out, err = run_cli(capsys, "evaluate", checkpoint, "--data-dir", idx_dir, "--json")
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["variant"] == "l2"
+    assert evaluated["test_accuracy"] == pytest.approx(report["test_accuracy"], abs=1e-6)
+    assert set(evaluated["per_class_accuracy"]) >= {"Sneaker", "Ankle boot"}
+
+
+def test_train_defaults_to_the_runs_folder_in_lenet_home(capsys, idx_dir, isolated_home):
+    code, out, _ = run_cli(
+        capsys, "train", "--variant", "baseline", "--epochs", "1", "--data-dir", idx_dir, "--name", "demo"
+    )
+    assert code == 0
+    assert (isolated_home / "runs" / "demo.pth").exists() and (isolated_home / "runs" / "demo.json").exists()
+    assert "test" in out and "checkpoint:" in out
+
+
+def test_diverging_run_exits_non_zero_and_saves_nothing(capsys, idx_dir, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--variant",
+        "baseline",
+        "--lr",
+        "100",
+        "--epochs",
+        "3",
+        "--data-dir",
+        idx_dir,
+        "--out",
+        tmp_path / "runs",
+        "--json",
+    )
+    assert code == 1
+    assert json.loads(out)["status"] == "diverged" and "diverged" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--variant", "resnet"], "unknown variant 'resnet'"),
+        (["train", "--variant", "baseline", "--epochs", "0"], "epochs"),
+        (["train", "--variant", "baseline", "--epochs", "5000"], "epochs"),
+        (["train", "--variant", "l2", "--weight-decay", "-1"], "weight decay"),
+        (["train", "--variant", "l2", "--epochs", "ten"], "invalid int value"),
+        (["train"], "--variant"),
+        (["evaluate", "does-not-exist.pth"], "no such file"),
+        (["reproduce", "--seeds", "0"], "at least 1"),
+        (["fly"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(capsys, args, needle):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert needle in err
+    assert err.count("\n") == 1 and err.startswith("lenet: error:")
+    assert out == ""
+
+
+def test_in_a_real_process_a_hostile_file_gives_no_traceback(tmp_path):
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"\x80\x04cos\nsystem\n(Vtouch " + str(tmp_path / "pwned").encode() + b"\ntR.")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet", "evaluate", str(evil)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "refused to load" in proc.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_dataset_message_in_a_real_process(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet", "train", "--variant", "baseline", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "missing FashionMNIST files" in proc.stderr
+
+
+def test_reproduce_tabulates_all_five_and_resumes(capsys, idx_dir, tmp_path):
+    args = [
+        "reproduce",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--data-dir",
+        idx_dir,
+        "--out",
+        tmp_path / "rep",
+    ]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    for variant in NOTEBOOK_VARIANTS:
+        assert f"| {variant} |" in out
+    assert "± " in out and "Notebook val %" in out and "89.2" in out  # baseline's reported val
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(results["runs"]) == 10
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "rep").glob("*.pth")}
+    code, out2, err = run_cli(capsys, *args)
+    assert code == 0 and "[1/10]" not in err  # nothing retrained
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "rep").glob("*.pth")} == mtimes
+    assert out2 == out
+
+
+def test_bench_reports_both_pipelines(capsys, idx_dir):
+    code, out, err = run_cli(
+        capsys, "bench", "--steps", "4", "--rounds", "1", "--data-dir", idx_dir, "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ours_images_per_s"] > 0 and result["notebook_images_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["ours_images_per_s"] / result["notebook_images_per_s"])
