@@ -1,0 +1,34 @@
+# Each target bootstraps .venv on first use (torch 2.14.1 + torchvision 0.29.1 and the rest, pinned).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+
+.PHONY: run test bench reproduce lint clean
+
+$(READY): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(READY)
+
+run: $(READY)  ## open the dashboard
+	$(PY) -m streamlit run dashboard.py
+
+test: $(READY)  ## lint, then the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+bench: $(READY)  ## training throughput: our pipeline vs the notebook's
+	$(PY) -m lenet bench
+
+reproduce: $(READY)  ## the notebook's five runs x 3 seeds on the real data (tens of minutes on a CPU)
+	$(PY) -m lenet reproduce --seeds 3
+
+lint: $(READY)  ## fix what ruff can fix, format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
