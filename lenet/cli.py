@@ -1,4 +1,4 @@
-"""Command line: python -m lenet train | evaluate | reproduce | bench.
+"""Command line: python -m lenet train | evaluate | reproduce | bench | runs | worker | stop | cancel.
 
 Every user error (bad argument, missing data, unusable checkpoint) is one line on stderr and
 exit status 2; nothing already stored is touched.
@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from . import CLASSES, artifacts, data
-from .models import UnknownVariantError, list_models
-from .train import ConfigError, TrainConfig, evaluate, prepare_splits, train
+from .models import UnknownVariantError, create_model, list_models
+from .store import RunStateError
+from .train import ConfigError, TrainConfig, evaluate, prepare_splits
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -58,6 +60,9 @@ def _stop_on_ctrl_c():
 
 
 def cmd_train(args) -> int:
+    from .store import Store
+    from .worker import execute_run
+
     config = TrainConfig.for_variant(
         args.variant,
         epochs=args.epochs,
@@ -69,14 +74,16 @@ def cmd_train(args) -> int:
         device=args.device,
         init_from=str(args.init_from) if args.init_from else None,
     )
-    init_state = None
-    if args.init_from:
+    if args.init_from:  # refuse an unusable warm start before anything is recorded
         model, _ = artifacts.load_checkpoint(args.init_from)
-        target = artifacts.create_model(config.variant)
-        artifacts.check_compatible(model.state_dict(), target, str(args.init_from))
-        init_state = model.state_dict()
-    out_dir = Path(args.out) if args.out else artifacts.runs_dir()
-    name = args.name or f"{config.variant}-{datetime.now():%Y%m%d-%H%M%S}-s{config.seed}"
+        artifacts.check_compatible(model.state_dict(), create_model(config.variant), str(args.init_from))
+    checkpoint = None
+    if args.name or args.out:
+        out_dir = Path(args.out) if args.out else artifacts.runs_dir()
+        name = args.name or f"{config.variant}-{datetime.now():%Y%m%d-%H%M%S}-s{config.seed}"
+        checkpoint = out_dir / f"{name}.pth"
+        if checkpoint.exists():
+            raise UsageError(f"{checkpoint} already exists; choose another --name or --out")
     splits = prepare_splits(config, args.data_dir)
     if not args.json:
         print(
@@ -85,7 +92,9 @@ def cmd_train(args) -> int:
             f"lr {config.lr:g}, weight decay {config.weight_decay:g}",
             file=sys.stderr,
         )
-
+    # Recorded in the run store, so the dashboard shows this run live.
+    store = Store()
+    run_id = store.start_direct_run(config, args.name)
     bar = _progress_bar(0, config.variant)
 
     def on_step(step):
@@ -94,29 +103,25 @@ def cmd_train(args) -> int:
         bar.set_postfix(epoch=f"{step.epoch}", loss=f"{step.loss:.3f}", acc=f"{step.accuracy:.3f}")
 
     def on_epoch(epoch):
-        line = (
-            f"epoch {epoch.epoch:>2}/{config.epochs}  train loss {epoch.train_loss:.4f} "
-            f"acc {_percent(epoch.train_accuracy)}  val loss {epoch.val_loss:.4f} "
-            f"acc {_percent(epoch.val_accuracy)}  ({epoch.seconds:.1f} s)"
-        )
         if not args.json:
-            bar.write(line, file=sys.stderr)
+            bar.write(
+                f"epoch {epoch.epoch:>2}/{config.epochs}  train loss {epoch.train_loss:.4f} "
+                f"acc {_percent(epoch.train_accuracy)}  val loss {epoch.val_loss:.4f} "
+                f"acc {_percent(epoch.val_accuracy)}  ({epoch.seconds:.1f} s)",
+                file=sys.stderr,
+            )
 
-    result = train(
-        config,
-        splits,
+    result = execute_run(
+        store,
+        run_id,
+        splits=splits,
+        checkpoint_path=checkpoint,
         on_step=on_step,
         on_epoch=on_epoch,
-        should_stop=_stop_on_ctrl_c(),
-        init_state=init_state,
+        extra_stop=_stop_on_ctrl_c(),
     )
     bar.close()
-    checkpoint = None
-    if result.model is not None:
-        metadata = artifacts.build_metadata(
-            result, name=name, fingerprint=splits.fingerprint, source=splits.source
-        )
-        checkpoint = artifacts.save_checkpoint(result.model, metadata, out_dir / f"{name}.pth")
+    checkpoint = store.get_run(run_id)["checkpoint"]
     if result.status == "diverged":
         print(f"lenet: {result.message}", file=sys.stderr)
     elif result.message:
@@ -125,6 +130,7 @@ def cmd_train(args) -> int:
         print(
             json.dumps(
                 {
+                    "run_id": run_id,
                     "status": result.status,
                     "message": result.message,
                     "config": config.to_dict(),
@@ -135,7 +141,7 @@ def cmd_train(args) -> int:
                     "per_class_accuracy": _by_class(result.test.per_class_accuracy) if result.test else None,
                     "seconds": result.seconds,
                     "device": result.device,
-                    "checkpoint": str(checkpoint) if checkpoint else None,
+                    "checkpoint": checkpoint,
                 },
                 indent=2,
             )
@@ -147,6 +153,69 @@ def cmd_train(args) -> int:
         )
         print(f"checkpoint: {checkpoint}")
     return 0 if result.status in ("finished", "stopped") else EXIT_FAILED
+
+
+def cmd_runs(args) -> int:
+    from .store import Store
+
+    runs = Store(args.db).list_runs()
+    if args.json:
+        print(runs.to_json(orient="records", indent=2))
+        return 0
+    if runs.empty:
+        print("no runs yet: python -m lenet train --variant baseline")
+        return 0
+    table = runs[
+        [
+            "id",
+            "name",
+            "variant",
+            "status",
+            "epochs_completed",
+            "epochs",
+            "progress",
+            "train_accuracy",
+            "val_accuracy",
+            "test_accuracy",
+        ]
+    ].copy()
+    for column in ("progress", "train_accuracy", "val_accuracy", "test_accuracy"):
+        table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{100 * v:.1f}%")
+    print(table.to_string(index=False))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from .store import Store
+    from .worker import run_worker
+
+    if args.max_running < 1 or args.idle_exit < 0:
+        raise UsageError("--max-running must be at least 1 and --idle-exit at least 0")
+    done = run_worker(
+        Store(args.db),
+        max_running=args.max_running,
+        idle_exit_s=args.idle_exit,
+        poll_s=args.poll,
+        data_dir=args.data_dir,
+    )
+    print(f"worker {os.getpid()}: queue empty, exiting after {done} run(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from .store import Store
+
+    Store(args.db).request_stop(args.run_id)
+    print(f"stop requested for run {args.run_id}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from .store import Store
+
+    Store(args.db).cancel(args.run_id)
+    print(f"run {args.run_id} removed from the queue")
+    return 0
 
 
 def _by_class(values: list[float]) -> dict[str, float]:
@@ -290,6 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(p)
     p.set_defaults(handler=cmd_reproduce)
 
+    p = sub.add_parser("runs", help="list the runs in the run store")
+    p.add_argument("--json", action="store_true", help="a JSON list of runs")
+    p.add_argument("--db", help="run database (default: artifacts/runs.db, or $LENET_HOME/runs.db)")
+    p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("worker", help="train queued runs in the background until the queue is empty")
+    p.add_argument(
+        "--max-running", type=int, default=1, help="runs training at once, all workers (default 1)"
+    )
+    p.add_argument(
+        "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
+    )
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    p.add_argument("--db", help="run database (default: artifacts/runs.db, or $LENET_HOME/runs.db)")
+    data_options(p)
+    p.set_defaults(handler=cmd_worker)
+
+    for command, handler, text in (
+        ("stop", cmd_stop, "stop a running run (keeps its last full epoch)"),
+        ("cancel", cmd_cancel, "remove a queued run"),
+    ):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("run_id", type=int)
+        p.add_argument("--db", help="run database (default: artifacts/runs.db)")
+        p.set_defaults(handler=handler)
+
     p = sub.add_parser("bench", help="training throughput: our pipeline vs the notebook's")
     p.add_argument("--steps", type=int, default=300, help="batches per round (default 300)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
@@ -311,7 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "seeds", 1) < 1 or getattr(args, "steps", 1) < 1 or getattr(args, "rounds", 1) < 1:
             raise UsageError("--seeds, --steps and --rounds must be at least 1")
         return args.handler(args)
-    except (UsageError, ConfigError, UnknownVariantError, data.DataError, artifacts.CheckpointError) as e:
+    except (
+        UsageError,
+        ConfigError,
+        UnknownVariantError,
+        data.DataError,
+        artifacts.CheckpointError,
+        RunStateError,
+    ) as e:
         print(f"lenet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

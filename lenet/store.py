@@ -1,0 +1,413 @@
+"""The run store: one SQLite database of runs, their per-epoch and per-step metrics, and workers.
+
+Every process (dashboard pages, `python -m lenet train`, background workers) talks to the same file,
+so progress outlives a browser tab. WAL mode lets readers poll while a worker writes; each write
+that a reader may see is one transaction. A run whose worker stopped beating reads as
+`interrupted`, never as stuck at `running`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from .artifacts import home_dir, metadata_path
+from .train import EpochMetrics, StepMetrics, TrainConfig
+
+STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")
+ACTIVE = ("queued", "running")
+HEARTBEAT_INTERVAL_S = 2.0
+
+
+def heartbeat_timeout_s() -> float:
+    """Seconds without a heartbeat after which a running run counts as interrupted."""
+    return float(os.environ.get("LENET_HEARTBEAT_TIMEOUT", "15"))
+
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); never edit a shipped entry.
+MIGRATIONS = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued',
+        source TEXT NOT NULL DEFAULT 'queue',
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        heartbeat_at REAL,
+        worker_pid INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        global_step INTEGER NOT NULL DEFAULT 0,
+        total_steps INTEGER,
+        eta_s REAL,
+        epochs_completed INTEGER NOT NULL DEFAULT 0,
+        train_accuracy REAL,
+        val_accuracy REAL,
+        test_accuracy REAL,
+        train_seconds REAL,
+        checkpoint TEXT,
+        message TEXT
+    );
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE epoch_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        train_loss REAL, train_accuracy REAL, val_loss REAL, val_accuracy REAL, seconds REAL,
+        PRIMARY KEY (run_id, epoch)
+    );
+    CREATE TABLE step_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        global_step INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        loss REAL, accuracy REAL, elapsed_s REAL,
+        PRIMARY KEY (run_id, global_step)
+    );
+    CREATE TABLE workers (
+        pid INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    """,
+]
+
+# A running run whose heartbeat is stale reads as interrupted, whoever reads it.
+_EFFECTIVE_STATUS = (
+    "CASE WHEN status = 'running' AND heartbeat_at < :stale THEN 'interrupted' ELSE status END"
+)
+
+
+class RunStateError(ValueError):
+    """The run is not in a state that allows this (e.g. deleting a running run)."""
+
+
+class Store:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else home_dir() / "runs.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            self._migrate(db)
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection in autocommit mode; transactions are explicit."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA foreign_keys = ON")
+        with closing(db):
+            yield db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so check-then-write is atomic."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} was written by a newer version (schema {version}); update the code"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._connect() as db:
+            return db.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- queue -------------------------------------------------------------------------------
+
+    def enqueue(self, config: TrainConfig, name: str | None = None) -> int:
+        """Add a run to the queue; a worker will pick it up. Returns the run id."""
+        return self._insert(config.validated(), name, status="queued", source="queue")
+
+    def start_direct_run(self, config: TrainConfig, name: str | None = None) -> int:
+        """Record a run that this process trains itself (`python -m lenet train`)."""
+        return self._insert(config.validated(), name, status="running", source="cli")
+
+    def _insert(self, config: TrainConfig, name: str | None, status: str, source: str) -> int:
+        now = time.time()
+        running = status == "running"
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (name, variant, config, status, source, created_at, started_at,"
+                " heartbeat_at, worker_pid, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name or "",
+                    config.variant,
+                    json.dumps(config.to_dict()),
+                    status,
+                    source,
+                    now,
+                    now if running else None,
+                    now if running else None,
+                    os.getpid() if running else None,
+                    1 if running else 0,
+                ),
+            )
+            run_id = cursor.lastrowid
+            if not name:
+                db.execute("UPDATE runs SET name = ? WHERE id = ?", (f"{config.variant}-{run_id}", run_id))
+        return run_id
+
+    def claim_next(self, worker_pid: int, max_running: int = 1) -> int | None:
+        """Atomically move the oldest queued run to running for this worker, within the limit."""
+        now = time.time()
+        with self._transaction() as db:
+            running = db.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'running' AND heartbeat_at >= ?",
+                (now - heartbeat_timeout_s(),),
+            ).fetchone()[0]
+            if running >= max_running:
+                return None
+            row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
+                " attempts = attempts + 1 WHERE id = ?",
+                (now, now, worker_pid, row["id"]),
+            )
+            return row["id"]
+
+    def cancel(self, run_id: int) -> None:
+        """Remove a run that has not started yet."""
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM runs WHERE id = ? AND status = 'queued'", (run_id,)).rowcount
+        if not deleted:
+            raise RunStateError(f"run {run_id} is not queued any more (stop it instead if it is running)")
+
+    def request_stop(self, run_id: int) -> None:
+        """Ask the trainer to stop before its next batch; it keeps the last completed epoch."""
+        with self._transaction() as db:
+            updated = db.execute(
+                "UPDATE runs SET stop_requested = 1 WHERE id = ? AND status = 'running'", (run_id,)
+            ).rowcount
+        if not updated:
+            raise RunStateError(f"run {run_id} is not running")
+
+    def stop_requested(self, run_id: int) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def delete(self, run_id: int) -> None:
+        """Delete a run, its metrics and its checkpoint files. Running runs must be stopped first."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise RunStateError(f"run {run_id} does not exist")
+        if run["status"] == "running":
+            raise RunStateError(f"run {run_id} is running; stop it before deleting it")
+        with self._transaction() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        if run["checkpoint"]:
+            Path(run["checkpoint"]).unlink(missing_ok=True)
+            metadata_path(run["checkpoint"]).unlink(missing_ok=True)
+
+    # -- progress, written by the process that trains ---------------------------------------
+
+    def heartbeat(self, run_id: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id))
+
+    def record_step(self, run_id: int, step: StepMetrics) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO step_metrics VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, step.global_step, step.epoch, step.loss, step.accuracy, step.elapsed_s),
+            )
+            db.execute(
+                "UPDATE runs SET global_step = ?, total_steps = ?, eta_s = ?, heartbeat_at = ? WHERE id = ?",
+                (step.global_step, step.total_steps, step.eta_s, time.time(), run_id),
+            )
+
+    def record_epoch(self, run_id: int, epoch: EpochMetrics) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO epoch_metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    epoch.epoch,
+                    epoch.train_loss,
+                    epoch.train_accuracy,
+                    epoch.val_loss,
+                    epoch.val_accuracy,
+                    epoch.seconds,
+                ),
+            )
+            db.execute(
+                "UPDATE runs SET epochs_completed = ?, train_accuracy = ?, val_accuracy = ? WHERE id = ?",
+                (epoch.epoch, epoch.train_accuracy, epoch.val_accuracy, run_id),
+            )
+
+    def finish(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        message: str = "",
+        checkpoint: str | None = None,
+        test_accuracy: float | None = None,
+        train_seconds: float | None = None,
+    ) -> None:
+        """Final status, metrics and checkpoint path, in one transaction."""
+        if status not in STATUSES or status in ACTIVE:
+            raise ValueError(f"not a final status: {status!r}")
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, message = ?, checkpoint = ?, test_accuracy = ?,"
+                " train_seconds = ?, finished_at = ?, eta_s = NULL WHERE id = ?",
+                (status, message, checkpoint, test_accuracy, train_seconds, time.time(), run_id),
+            )
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def register_worker(self, pid: int) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?)", (pid, now, now))
+
+    def worker_heartbeat(self, pid: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE workers SET heartbeat_at = ? WHERE pid = ?", (time.time(), pid))
+
+    def unregister_worker(self, pid: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+
+    def live_workers(self) -> list[int]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT pid FROM workers WHERE heartbeat_at >= ?", (time.time() - heartbeat_timeout_s(),)
+            ).fetchall()
+        return [row["pid"] for row in rows]
+
+    def mark_interrupted(self) -> int:
+        """Persist `interrupted` for running runs whose heartbeat is stale; returns how many."""
+        stale = time.time() - heartbeat_timeout_s()
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = heartbeat_at, eta_s = NULL,"
+                " message = 'the process training it stopped responding (killed or crashed)'"
+                " WHERE status = 'running' AND heartbeat_at < ?",
+                (stale,),
+            ).rowcount
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_run(self, run_id: int) -> dict | None:
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs WHERE id = :id",
+                {"id": run_id, "stale": time.time() - heartbeat_timeout_s()},
+            ).fetchone()
+        return _run_dict(row) if row else None
+
+    def list_runs(self, statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """All runs, newest first, one row each, with the config expanded into columns."""
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs ORDER BY id DESC",
+                {"stale": time.time() - heartbeat_timeout_s()},
+            ).fetchall()
+        runs = [_run_dict(row) for row in rows]
+        if statuses is not None:
+            runs = [r for r in runs if r["status"] in statuses]
+        frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
+        return frame
+
+    def epoch_metrics(self, run_ids: list[int] | int) -> pd.DataFrame:
+        return self._metrics("epoch_metrics", "epoch", run_ids)
+
+    def step_metrics(self, run_ids: list[int] | int) -> pd.DataFrame:
+        return self._metrics("step_metrics", "global_step", run_ids)
+
+    def _metrics(self, table: str, order: str, run_ids: list[int] | int) -> pd.DataFrame:
+        ids = [run_ids] if isinstance(run_ids, int) else list(run_ids)
+        marks = ",".join("?" * len(ids))
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM {table} WHERE run_id IN ({marks}) ORDER BY run_id, {order}", ids
+            ).fetchall()
+            columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]
+        return pd.DataFrame([dict(r) for r in rows], columns=columns)
+
+
+RUN_COLUMNS = [
+    "id",
+    "name",
+    "variant",
+    "status",
+    "source",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "seed",
+    "train_limit",
+    "epochs_completed",
+    "progress",
+    "eta_s",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "gap",
+    "train_seconds",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "worker_pid",
+    "attempts",
+    "stop_requested",
+    "checkpoint",
+    "message",
+    "config",
+]
+
+
+def _run_dict(row: sqlite3.Row) -> dict:
+    run = dict(row)
+    run["status"] = run.pop("effective_status")
+    config = json.loads(run["config"])
+    run["config"] = config
+    for key in ("epochs", "lr", "weight_decay", "batch_size", "seed", "train_limit"):
+        run[key] = config.get(key)
+    total = run.pop("total_steps")
+    run["progress"] = (
+        (run.pop("global_step") / total) if total else (1.0 if run["status"] == "finished" else 0.0)
+    )
+    if run["train_accuracy"] is not None and run["val_accuracy"] is not None:
+        run["gap"] = run["train_accuracy"] - run["val_accuracy"]
+    else:
+        run["gap"] = None
+    return run

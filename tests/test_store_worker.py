@@ -1,0 +1,306 @@
+"""The run store and the background worker: runs survive refreshes, stops, kills and concurrency."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lenet import artifacts
+from lenet.cli import main
+from lenet.store import MIGRATIONS, RunStateError, Store
+from lenet.train import TrainConfig
+from lenet.worker import ensure_worker, execute_run
+
+TINY = {"epochs": 1, "train_limit": 64, "batch_size": 32}
+
+
+@pytest.fixture
+def store(isolated_home):
+    return Store()
+
+
+@pytest.fixture
+def worker_env(idx_dir, isolated_home, monkeypatch):
+    monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "3")  # notice a dead worker fast, here and in workers
+    return {
+        **os.environ,
+        "LENET_HOME": str(isolated_home),
+        "FASHION_MNIST_DIR": str(idx_dir),
+        "LENET_HEARTBEAT_TIMEOUT": "3",
+    }
+
+
+def start_worker(env, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "lenet", "worker", "--idle-exit", "1", "--poll", "0.1", *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_until(predicate, timeout=120.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_enqueue_list_and_cancel(store):
+    a = store.enqueue(TrainConfig.for_variant("l2"))
+    b = store.enqueue(TrainConfig.for_variant("dropout", epochs=3), name="my dropout")
+    runs = store.list_runs()
+    assert list(runs["id"]) == [b, a]  # newest first
+    assert runs.set_index("id").loc[a, "weight_decay"] == 0.01
+    assert runs.set_index("id").loc[b, "name"] == "my dropout"
+    assert set(runs["status"]) == {"queued"}
+    store.cancel(a)
+    assert list(store.list_runs()["id"]) == [b]
+    with pytest.raises(RunStateError, match="not queued"):
+        store.cancel(a)
+
+
+def test_enqueue_refuses_a_bad_config_and_stores_nothing(store):
+    with pytest.raises(ValueError):
+        store.enqueue(TrainConfig(epochs=0))
+    assert store.list_runs().empty
+
+
+def test_claim_is_oldest_first_and_respects_the_running_limit(store):
+    first, second = store.enqueue(TrainConfig()), store.enqueue(TrainConfig())
+    assert store.claim_next(worker_pid=1, max_running=1) == first
+    assert store.claim_next(worker_pid=2, max_running=1) is None  # limit reached
+    assert store.claim_next(worker_pid=2, max_running=2) == second
+    assert store.claim_next(worker_pid=3, max_running=5) is None  # queue empty
+
+
+def test_a_stale_heartbeat_reads_as_interrupted(store, monkeypatch):
+    monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "0.3")
+    run_id = store.enqueue(TrainConfig())
+    store.claim_next(worker_pid=99)
+    assert store.get_run(run_id)["status"] == "running"
+    time.sleep(0.4)
+    assert store.get_run(run_id)["status"] == "interrupted"
+    assert store.list_runs()["status"].tolist() == ["interrupted"]
+    assert store.mark_interrupted() == 1
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    # a dead run no longer counts against the limit
+    store.enqueue(TrainConfig())
+    assert store.claim_next(worker_pid=100, max_running=1) is not None
+
+
+def test_schema_is_versioned_and_reopening_keeps_data(store):
+    run_id = store.enqueue(TrainConfig())
+    assert store.schema_version() == len(MIGRATIONS)
+    assert Store(store.path).get_run(run_id)["variant"] == "baseline"
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer version"):
+        Store(store.path)
+
+
+def test_run_lifecycle_in_process(store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=2, batch_size=32))
+    store.claim_next(os.getpid())
+    result = execute_run(store, run_id, data_dir=idx_dir)
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and result.status == "finished"
+    assert run["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert run["epochs_completed"] == 2 and run["progress"] == 1.0
+    assert run["gap"] == pytest.approx(run["train_accuracy"] - run["val_accuracy"])
+    epochs = store.epoch_metrics(run_id)
+    steps = store.step_metrics([run_id])
+    assert epochs["epoch"].tolist() == [1, 2]
+    assert steps["global_step"].is_monotonic_increasing and len(steps) >= 2
+    _, metadata = artifacts.load_checkpoint(run["checkpoint"])
+    assert metadata["run_id"] == run_id and metadata["status"] == "finished"
+    assert [c.path for c in artifacts.list_checkpoints(artifacts.runs_dir())] == [
+        artifacts.runs_dir() / f"baseline-{run_id}.pth"
+    ]
+    # delete removes the run, its metrics and both checkpoint files
+    store.delete(run_id)
+    assert store.get_run(run_id) is None and store.epoch_metrics(run_id).empty
+    assert not list(artifacts.runs_dir().iterdir())
+
+
+def test_stop_request_takes_effect_before_the_next_batch(store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=3, batch_size=8))
+    store.claim_next(os.getpid())
+    batches_checked = []
+    stop_sent_at = []
+
+    def on_step(step):
+        if step.epoch == 2 and not stop_sent_at:
+            store.request_stop(run_id)  # as the dashboard's Stop button does, from outside the loop
+            stop_sent_at.append(len(batches_checked))
+
+    execute_run(
+        store,
+        run_id,
+        data_dir=idx_dir,
+        on_step=on_step,
+        extra_stop=lambda: batches_checked.append(1) and False,
+    )
+    # the check right after the request (before the next batch) stopped the run
+    assert len(batches_checked) == stop_sent_at[0] + 1
+    run = store.get_run(run_id)
+    assert run["status"] == "stopped" and run["epochs_completed"] == 1
+    _, metadata = artifacts.load_checkpoint(run["checkpoint"])
+    assert metadata["status"] == "stopped" and metadata["epochs_completed"] == 1
+
+
+def test_stop_before_the_first_epoch_keeps_no_checkpoint(store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=1, batch_size=8))
+    store.claim_next(os.getpid())
+    execute_run(store, run_id, data_dir=idx_dir, on_step=lambda s: store.request_stop(run_id))
+    run = store.get_run(run_id)
+    assert run["status"] == "stopped" and run["checkpoint"] is None and "no checkpoint" in run["message"]
+
+
+def test_exploding_learning_rate_is_recorded_as_diverged(store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=3, lr=100.0))
+    store.claim_next(os.getpid())
+    execute_run(store, run_id, data_dir=idx_dir)
+    run = store.get_run(run_id)
+    assert run["status"] == "diverged" and "smaller learning rate" in run["message"]
+    assert run["checkpoint"] is None
+
+
+def test_a_crash_inside_training_is_recorded_as_failed(store, idx_dir):
+    run_id = store.enqueue(TrainConfig(train_limit=100_000))  # more than the 540 images there
+    store.claim_next(os.getpid())
+    with pytest.raises(ValueError):
+        execute_run(store, run_id, data_dir=idx_dir)
+    run = store.get_run(run_id)
+    assert run["status"] == "failed" and "exceeds" in run["message"]
+
+
+def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(store, worker_env):
+    victim = store.enqueue(TrainConfig(epochs=50, batch_size=4))
+    survivor = store.enqueue(TrainConfig(**TINY))
+    worker = start_worker(worker_env)
+    try:
+        wait_until(lambda: len(store.step_metrics(victim)) >= 2)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    wait_until(lambda: store.get_run(victim)["status"] == "interrupted", timeout=10)
+    assert not artifacts.list_checkpoints(artifacts.runs_dir())
+    assert not list(artifacts.runs_dir().glob("*.pth"))  # nothing half-written either
+
+    worker = start_worker(worker_env)
+    assert worker.wait(timeout=120) == 0
+    assert store.get_run(survivor)["status"] == "finished"
+    assert store.get_run(victim)["status"] == "interrupted"
+    assert [c.metadata["run_id"] for c in artifacts.list_checkpoints(artifacts.runs_dir())] == [survivor]
+
+
+ENQUEUE_SCRIPT = """
+import sys
+from lenet.store import Store
+from lenet.train import TrainConfig
+for seed in range(3):
+    Store().enqueue(TrainConfig(epochs=1, train_limit=64, batch_size=32, seed=int(sys.argv[1]) * 10 + seed))
+"""
+
+
+def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(store, worker_env):
+    enqueuers = [
+        subprocess.Popen([sys.executable, "-c", ENQUEUE_SCRIPT, str(i)], env=worker_env) for i in range(4)
+    ]
+    workers = [start_worker(worker_env, "--max-running", "2") for _ in range(2)]
+    assert [p.wait(timeout=120) for p in enqueuers] == [0, 0, 0, 0]
+    codes = [w.wait(timeout=300) for w in workers]
+    errors = [w.stderr.read().decode() for w in workers]
+    assert codes == [0, 0], errors
+    runs = store.list_runs()
+    assert len(runs) == 12
+    assert set(runs["status"]) == {"finished"}
+    assert runs["attempts"].tolist() == [1] * 12
+    assert sorted(runs["seed"]) == sorted(i * 10 + s for i in range(4) for s in range(3))
+    assert len({c.path for c in artifacts.list_checkpoints(artifacts.runs_dir())}) == 12
+    assert len(set(runs["worker_pid"])) == 2  # both workers took part
+
+
+def test_readers_polling_during_training_never_see_errors_or_half_runs(store, worker_env):
+    ids = [store.enqueue(TrainConfig(epochs=3, train_limit=300, batch_size=8, seed=s)) for s in range(2)]
+    problems, reads = [], [0]
+    done = threading.Event()
+
+    def poll():
+        reader = Store(store.path)
+        while not done.is_set():
+            try:
+                for run in reader.list_runs().to_dict("records"):
+                    if run["status"] == "finished" and (
+                        run["checkpoint"] is None or run["test_accuracy"] is None
+                    ):
+                        problems.append(f"half-finished run seen: {run}")
+                    epochs = reader.epoch_metrics(run["id"])
+                    if len(epochs) < run["epochs_completed"]:
+                        problems.append("epoch rows missing for a completed epoch")
+                    steps = reader.step_metrics(run["id"])["global_step"]
+                    if not steps.is_monotonic_increasing:
+                        problems.append("steps out of order")
+                reads[0] += 1
+            except Exception as e:  # any error a reader sees is a failure
+                problems.append(repr(e))
+
+    readers = [threading.Thread(target=poll) for _ in range(2)]
+    for r in readers:
+        r.start()
+    worker = start_worker(worker_env)
+    try:
+        assert worker.wait(timeout=300) == 0
+    finally:
+        done.set()
+        for r in readers:
+            r.join()
+    assert problems == []
+    assert reads[0] > 20
+    assert [store.get_run(i)["status"] for i in ids] == ["finished", "finished"]
+
+
+def test_cli_train_is_recorded_and_listed(capsys, idx_dir, store):
+    assert main(["train", "--variant", "dropout", "--epochs", "1", "--data-dir", str(idx_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["runs", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["variant"], r["status"], r["source"]) for r in runs] == [
+        (report["run_id"], "dropout", "finished", "cli")
+    ]
+    assert runs[0]["checkpoint"] == report["checkpoint"]
+
+
+def test_cli_stop_and_cancel_refuse_wrong_states(capsys, store):
+    run_id = store.enqueue(TrainConfig())
+    assert main(["stop", str(run_id)]) == 2
+    assert "is not running" in capsys.readouterr().err
+    assert main(["cancel", str(run_id)]) == 0
+    assert store.list_runs().empty
+
+
+def test_ensure_worker_starts_one_detached_only_when_needed(store, worker_env, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", worker_env["FASHION_MNIST_DIR"])
+    assert ensure_worker(store) is None  # nothing queued
+    run_id = store.enqueue(TrainConfig(**TINY))
+    pid = ensure_worker(store)
+    assert pid is not None
+    wait_until(lambda: store.live_workers())
+    assert ensure_worker(store) is None  # a live worker holds the heartbeat
+    wait_until(lambda: store.get_run(run_id)["status"] == "finished")
+    assert "training run" in (store.path.parent / "worker.log").read_text()
