@@ -288,6 +288,15 @@ def cmd_reproduce(args) -> int:
         json.dumps({"runs": [vars(s) for s in summaries], "variants": rows}, indent=2)
     )
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+    if args.publish:
+        from .report import publish
+
+        written = publish(summaries, rows)
+        print(
+            f"wrote {written['results']}, {written['figure']} and {len(written['checkpoints'])} "
+            f"checkpoints in {artifacts.pretrained_dir()}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -355,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override every run's epochs (quick checks only)")
     p.add_argument("--train-limit", type=int, help="train on a subset (quick checks only)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="ship the seed-0 models in artifacts/pretrained and rewrite RESULTS.md + its figure",
+    )
     p.add_argument("--json", action="store_true")
     data_options(p)
     p.set_defaults(handler=cmd_reproduce)

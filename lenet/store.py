@@ -107,6 +107,7 @@ class Store:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable enough, one fsync per checkpoint
         db.execute("PRAGMA foreign_keys = ON")
         with closing(db):
             yield db

@@ -30,6 +30,7 @@ MAX_LR = 100.0  # absurd for Adam, but allowed: watching a run blow up is a less
 # Adam's bounded steps rarely reach inf/NaN: a huge learning rate shows as an exploding finite loss.
 DIVERGED_LOSS = 100.0
 MAX_WEIGHT_DECAY = 1.0
+MAX_STEP_POINTS = 1000  # progress points per run: a smooth live curve, a bounded store
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -231,6 +232,12 @@ def evaluate(model: nn.Module, split: data.Split, batch_size: int = 1000) -> Eva
     )
 
 
+def default_log_interval(total_steps: int) -> int:
+    """Batches between progress reports: every 11 batches for a 12-epoch run, at most
+    MAX_STEP_POINTS reports per run however long it is."""
+    return max(5, math.ceil(total_steps / MAX_STEP_POINTS))
+
+
 def _channels_last(images: torch.Tensor) -> torch.Tensor:
     # oneDNN's convolutions run faster on NHWC; the values are unchanged.
     return images.contiguous(memory_format=torch.channels_last)
@@ -249,7 +256,7 @@ def train(
     on_step: Callable[[StepMetrics], None] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    log_every: int = 25,
+    log_every: int | None = None,
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train one model. Same config, seed and device give the same metrics.
@@ -272,6 +279,8 @@ def train(
 
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
+    if log_every is None:
+        log_every = default_log_interval(total_steps)
     result = TrainResult(status="finished", config=config, device=str(device))
     last_good_state: dict[str, torch.Tensor] | None = None
     global_step = 0

@@ -5,7 +5,15 @@ import torch
 
 from lenet import data
 from lenet.models import UnknownVariantError
-from lenet.train import ConfigError, TrainConfig, evaluate, prepare_splits, train
+from lenet.train import (
+    MAX_STEP_POINTS,
+    ConfigError,
+    TrainConfig,
+    default_log_interval,
+    evaluate,
+    prepare_splits,
+    train,
+)
 
 
 def test_variant_defaults_and_overrides():
@@ -132,3 +140,12 @@ def test_warm_start_begins_from_the_given_weights(small_splits):
     assert warm.val_accuracy == pytest.approx(first.val_accuracy, abs=0.02)
     cold = train(TrainConfig(epochs=1, lr=1e-9), small_splits)
     assert cold.val_accuracy < first.val_accuracy
+
+
+@pytest.mark.parametrize("total_steps", [10, 395, 10_128, 168_800, 10_800_000])
+def test_progress_reports_are_frequent_but_bounded(total_steps):
+    interval = default_log_interval(total_steps)
+    assert interval >= 5
+    assert total_steps / interval <= MAX_STEP_POINTS
+    if total_steps <= 20_000:  # a notebook-sized run gets a point every dozen batches or so
+        assert interval <= 25

@@ -1,0 +1,32 @@
+"""The shipped pretrained checkpoints: present, honest about their accuracy, and listed by the app."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lenet import artifacts, data
+from lenet.models import list_models
+from lenet.train import evaluate
+
+SHIPPED = artifacts.list_checkpoints(artifacts.pretrained_dir())
+
+
+def test_one_shipped_checkpoint_per_variant():
+    assert sorted(c.variant for c in SHIPPED) == sorted(list_models())
+    for checkpoint in SHIPPED:
+        assert checkpoint.path.stat().st_size < 400_000
+        assert 0 < checkpoint.test_accuracy < 1
+
+
+@pytest.mark.parametrize("checkpoint", SHIPPED, ids=[c.variant for c in SHIPPED])
+def test_shipped_accuracy_matches_its_metadata_on_the_real_test_set(checkpoint, real_raw):
+    model, metadata = artifacts.load_checkpoint(checkpoint.path)
+    measured = evaluate(model, data.make_splits(real_raw).test).accuracy
+    assert measured == pytest.approx(metadata["test_accuracy"], abs=0.001)  # within 0.1 point
+
+
+def test_the_dashboard_lists_the_shipped_models():
+    app = AppTest.from_file("dashboard.py", default_timeout=60).run()
+    assert not app.exception
+    shown = " ".join(str(frame.value.to_string()) for frame in app.dataframe)
+    for checkpoint in SHIPPED:
+        assert checkpoint.name in shown
