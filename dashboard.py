@@ -1,31 +1,18 @@
-"""Streamlit entry point. For now a single page listing the saved models; the dashboard issue adds
-the train, live, results and sandbox pages around it."""
+"""Streamlit entry point: page config, navigation over pages/, and the shared sidebar."""
 
 import streamlit as st
 
-from lenet import artifacts
+import ui
 
 st.set_page_config(page_title="LeNet-5 regularization lab", page_icon="👟", layout="wide")
-st.title("LeNet-5 regularization lab")
-st.write(
-    "Train LeNet-5 on FashionMNIST with and without regularization (dropout, L2, batch norm) "
-    "and compare what each one does to accuracy and to the gap between training and validation."
-)
 
-checkpoints = artifacts.list_checkpoints()
-if checkpoints:
-    st.subheader("Saved models")
-    st.dataframe(
-        [
-            {
-                "name": c.name,
-                "variant": c.variant,
-                "source": c.source,
-                "test accuracy": None if c.test_accuracy is None else round(100 * c.test_accuracy, 2),
-            }
-            for c in checkpoints
-        ],
-        hide_index=True,
-    )
-else:
-    st.info("No saved models yet. Train one in a terminal: `python -m lenet train --variant baseline`.")
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/live.py", title="Live", icon="📈"),
+        st.Page("pages/results.py", title="Results", icon="🏆"),
+    ]
+)
+ui.sidebar_status()
+navigation.run()

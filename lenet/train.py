@@ -140,13 +140,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def prepare_splits(config: TrainConfig, data_dir: str | Path | None = None) -> data.Splits:
-    raw = data.load_raw(data_dir)
-    available = len(raw.train_labels) - int(round(len(raw.train_labels) * config.val_fraction))
+def check_train_limit(config: TrainConfig, dataset_size: int) -> None:
+    """Refuse a training subset larger than what the split leaves for training."""
+    available = dataset_size - int(round(dataset_size * config.val_fraction))
     if config.train_limit is not None and config.train_limit > available:
         raise ConfigError(
             f"training subset size {config.train_limit} exceeds the {available} training images"
         )
+
+
+def prepare_splits(config: TrainConfig, data_dir: str | Path | None = None) -> data.Splits:
+    raw = data.load_raw(data_dir)
+    check_train_limit(config, len(raw.train_labels))
     return data.make_splits(raw, config.val_fraction, config.split_seed, config.train_limit)
 
 

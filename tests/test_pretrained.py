@@ -1,5 +1,7 @@
 """The shipped pretrained checkpoints: present, honest about their accuracy, and listed by the app."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -8,6 +10,8 @@ from lenet.models import list_models
 from lenet.train import evaluate
 
 SHIPPED = artifacts.list_checkpoints(artifacts.pretrained_dir())
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
 
 def test_one_shipped_checkpoint_per_variant():
@@ -25,7 +29,7 @@ def test_shipped_accuracy_matches_its_metadata_on_the_real_test_set(checkpoint, 
 
 
 def test_the_dashboard_lists_the_shipped_models():
-    app = AppTest.from_file("dashboard.py", default_timeout=60).run()
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=60).run()
     assert not app.exception
     shown = " ".join(str(frame.value.to_string()) for frame in app.dataframe)
     for checkpoint in SHIPPED:

@@ -1,0 +1,68 @@
+"""What a trained model gets wrong, and what regularization did to its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import CLASSES
+from .data import Split
+
+
+@dataclass(frozen=True)
+class Mistake:
+    index: int  # position in the split
+    true_class: str
+    predicted_class: str
+    confidence: float  # probability the model gave its (wrong) answer
+
+
+@torch.inference_mode()
+def probabilities(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """(N, 10) class probabilities for every image of the split."""
+    model.eval()
+    return torch.cat(
+        [model(split.images[i : i + batch_size]).softmax(dim=1) for i in range(0, len(split), batch_size)]
+    )
+
+
+def mistakes(model: nn.Module, split: Split, limit: int = 24, true_class: int | None = None) -> list[Mistake]:
+    """The most confidently wrong predictions first: those are the instructive ones."""
+    probs = probabilities(model, split)
+    confidence, predicted = probs.max(dim=1)
+    wrong = predicted != split.labels
+    if true_class is not None:
+        wrong &= split.labels == true_class
+    indices = wrong.nonzero().flatten()
+    order = indices[confidence[indices].argsort(descending=True)][:limit]
+    return [
+        Mistake(int(i), CLASSES[int(split.labels[i])], CLASSES[int(predicted[i])], float(confidence[i]))
+        for i in order
+    ]
+
+
+def _weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Conv and Linear weight tensors: what weight decay acts on (biases and BatchNorm aside)."""
+    return [
+        (name, module.weight.detach())
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+
+
+def weight_values(model: nn.Module) -> np.ndarray:
+    return torch.cat([w.flatten() for _, w in _weights(model)]).numpy()
+
+
+def layer_norms(model: nn.Module) -> pd.DataFrame:
+    """L2 norm and mean |w| of each conv/linear layer's weights."""
+    return pd.DataFrame(
+        [
+            {"layer": name, "norm": w.norm().item(), "mean_abs": w.abs().mean().item(), "count": w.numel()}
+            for name, w in _weights(model)
+        ]
+    )

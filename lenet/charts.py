@@ -1,0 +1,249 @@
+"""Plotly figure builders for the dashboard. Pure: DataFrames and arrays in, figures out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import CLASSES
+from .models import get_variant
+
+# One colour per variant, shared by every chart so a regularizer looks the same everywhere.
+VARIANT_COLORS = {
+    "baseline": "#4c78a8",
+    "dropout": "#f58518",
+    "l2": "#e45756",
+    "l2_optimized": "#72b7b2",
+    "batch_norm": "#54a24b",
+}
+_DASHES = ("solid", "dot", "dash", "longdash", "dashdot")
+
+
+def variant_color(variant: str) -> str:
+    return VARIANT_COLORS.get(variant, "#888888")
+
+
+def run_label(run: dict | pd.Series) -> str:
+    return f"#{run['id']} {run['name']}"
+
+
+def _style(runs: pd.DataFrame) -> dict[int, dict]:
+    """Colour by variant; runs of the same variant are told apart by dash pattern."""
+    styles, seen = {}, {}
+    for _, run in runs.sort_values("id").iterrows():
+        n = seen.get(run["variant"], 0)
+        seen[run["variant"]] = n + 1
+        styles[run["id"]] = {"color": variant_color(run["variant"]), "dash": _DASHES[n % len(_DASHES)]}
+    return styles
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", percent: bool = False):
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        hovermode="x unified",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 50, "b": 10},
+    )
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss") -> go.Figure:
+    """Per-step training loss or accuracy of several runs, x in epochs so runs of any size align."""
+    fig = go.Figure()
+    styles = _style(runs)
+    for _, run in runs.iterrows():
+        rows = steps[steps["run_id"] == run["id"]]
+        if rows.empty or not run.get("total_steps"):
+            continue
+        steps_per_epoch = run["total_steps"] / run["epochs"]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["global_step"] / steps_per_epoch,
+                y=rows[metric],
+                mode="lines",
+                name=run_label(run),
+                line={"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
+            )
+        )
+    title = "Training loss (per step)" if metric == "loss" else "Training accuracy (per step)"
+    return _layout(fig, title, metric, percent=metric == "accuracy")
+
+
+def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
+    """Validation (solid) and training (faint dotted) curves per epoch, several runs overlaid."""
+    fig = go.Figure()
+    styles = _style(runs)
+    for _, run in runs.iterrows():
+        rows = epochs[epochs["run_id"] == run["id"]]
+        if rows.empty:
+            continue
+        color = styles[run["id"]]["color"]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["epoch"],
+                y=rows[f"val_{metric}"],
+                mode="lines+markers",
+                name=f"{run_label(run)} validation",
+                line={"color": color, "dash": styles[run["id"]]["dash"]},
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["epoch"],
+                y=rows[f"train_{metric}"],
+                mode="lines",
+                name=f"{run_label(run)} train",
+                opacity=0.5,
+                line={"color": color, "dash": "dot", "width": 1.5},
+            )
+        )
+    return _layout(
+        fig,
+        f"{metric.capitalize()}: validation (solid) vs train (dotted)",
+        metric,
+        percent=metric == "accuracy",
+    )
+
+
+def gap_panels(epochs: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
+    """One small panel per run: train vs validation accuracy with the gap between them shaded."""
+    runs = runs.reset_index(drop=True)
+    cols = min(3, max(1, len(runs)))
+    rows_n = math.ceil(len(runs) / cols) if len(runs) else 1
+    fig = make_subplots(
+        rows=rows_n, cols=cols, subplot_titles=[run_label(r) for _, r in runs.iterrows()], shared_yaxes=True
+    )
+    for i, run in runs.iterrows():
+        data = epochs[epochs["run_id"] == run["id"]]
+        r, c = i // cols + 1, i % cols + 1
+        color = variant_color(run["variant"])
+        fig.add_trace(
+            go.Scatter(
+                x=data["epoch"],
+                y=data["val_accuracy"],
+                line={"color": color},
+                name="validation",
+                showlegend=i == 0,
+            ),
+            row=r,
+            col=c,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=data["epoch"],
+                y=data["train_accuracy"],
+                fill="tonexty",
+                line={"color": color, "dash": "dot"},
+                name="train (gap shaded)",
+                showlegend=i == 0,
+            ),
+            row=r,
+            col=c,
+        )
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(
+        title="Train vs validation per run: the shaded gap is overfitting",
+        height=300 * rows_n,
+        margin={"t": 70, "b": 10},
+    )
+    return fig
+
+
+def test_accuracy_bars(runs: pd.DataFrame) -> go.Figure:
+    runs = runs.dropna(subset=["test_accuracy"])
+    fig = go.Figure(
+        go.Bar(
+            x=[run_label(r) for _, r in runs.iterrows()],
+            y=runs["test_accuracy"],
+            marker_color=[variant_color(v) for v in runs["variant"]],
+            text=[f"{100 * a:.1f}%" for a in runs["test_accuracy"]],
+            textposition="outside",
+        )
+    )
+    low = max(0.0, float(runs["test_accuracy"].min()) - 0.05) if len(runs) else 0.0
+    fig.update_yaxes(range=[low, 1.0], tickformat=".0%")
+    return _layout(fig, "Test accuracy (measured once, after training)", "test accuracy", x_title="run")
+
+
+def confusion_matrix_figure(matrix: list[list[int]], title: str = "Confusion matrix") -> go.Figure:
+    counts = np.asarray(matrix)
+    row_share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=row_share,
+            x=list(CLASSES),
+            y=list(CLASSES),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            text=counts,
+            texttemplate="%{text}",
+            customdata=row_share,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{customdata:.1%} of the class)"
+            "<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class")
+    fig.update_layout(title=title, height=520, margin={"t": 50})
+    return fig
+
+
+def per_class_bars(per_class: list[float], variant: str) -> go.Figure:
+    fig = go.Figure(
+        go.Bar(
+            x=list(CLASSES),
+            y=per_class,
+            marker_color=variant_color(variant),
+            text=[f"{100 * a:.0f}%" for a in per_class],
+            textposition="outside",
+        )
+    )
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    return _layout(fig, "Test accuracy per class", "accuracy", x_title="class")
+
+
+def weight_histograms(weights: dict[str, tuple[str, np.ndarray]]) -> go.Figure:
+    """Overlaid histograms of each model's weights (no biases, no BatchNorm): {label: (variant, values)}."""
+    fig = go.Figure()
+    for label, (variant, values) in weights.items():
+        fig.add_trace(
+            go.Histogram(
+                x=values,
+                name=label,
+                opacity=0.55,
+                nbinsx=120,
+                histnorm="probability",
+                marker_color=variant_color(variant),
+            )
+        )
+    fig.update_layout(barmode="overlay")
+    return _layout(
+        fig, "Weight distribution: L2 pulls weights toward zero", "share of weights", x_title="weight value"
+    )
+
+
+def weight_norm_bars(norms: pd.DataFrame) -> go.Figure:
+    """L2 norm of each layer's weights, one bar per model; columns: model, variant, layer, norm."""
+    fig = go.Figure()
+    for (label, variant), rows in norms.groupby(["model", "variant"], sort=False):
+        fig.add_trace(
+            go.Bar(x=rows["layer"], y=rows["norm"], name=label, marker_color=variant_color(variant))
+        )
+    fig.update_layout(barmode="group")
+    return _layout(fig, "L2 norm of each layer's weights", "‖W‖₂", x_title="layer")
+
+
+def variant_title(variant: str) -> str:
+    try:
+        return get_variant(variant).title
+    except ValueError:
+        return variant

@@ -1,0 +1,43 @@
+import pandas as pd
+import streamlit as st
+
+import ui
+from lenet import artifacts
+from lenet.presets import PRESETS
+
+st.title("LeNet-5 regularization lab")
+st.write(
+    "Train the classic LeNet-5 on FashionMNIST with and without regularization (dropout, L2 weight "
+    "decay, batch norm) and watch what each one does to accuracy and to overfitting. Then draw or "
+    "upload a garment and see what every saved model thinks it is."
+)
+
+demo = PRESETS["quick_demo"]
+left, right = st.columns(2)
+with left:
+    st.subheader("Fastest path for a class")
+    st.caption(demo.description)
+    if st.button("🚀 Launch the comparison (quick demo)", type="primary", key="launch_demo"):
+        ids = ui.launch(demo.configs())
+        st.success(f"Queued {len(ids)} runs. Watch them train on the Live page.")
+    st.page_link("pages/live.py", label="Watch runs train live", icon="📈")
+    st.page_link("pages/results.py", label="Compare finished runs", icon="🏆")
+with right:
+    st.subheader("Saved models")
+    checkpoints = artifacts.list_checkpoints()
+    if not checkpoints:
+        st.info("No saved models yet: launch the demo, or train one on the Train page.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "model": c.name,
+                    "variant": c.variant,
+                    "source": c.source,
+                    "epochs": c.metadata.get("epochs_completed"),
+                    "test accuracy": ui.percent(c.test_accuracy),
+                }
+                for c in checkpoints
+            ),
+            hide_index=True,
+        )

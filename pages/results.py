@@ -1,0 +1,128 @@
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import ui
+from lenet import analysis, charts
+from lenet.data import DataError
+from lenet.store import RunStateError
+
+st.title("Results")
+runs = ui.store().list_runs()
+if runs.empty:
+    st.info("No runs yet. Queue some on the Train page, or launch the quick demo from Home.")
+    st.stop()
+
+# -- the table --------------------------------------------------------------------------------
+left, right = st.columns(2)
+variants = left.multiselect("Variant", sorted(runs["variant"].unique()), placeholder="all variants")
+statuses = right.multiselect("Status", sorted(runs["status"].unique()), placeholder="all statuses")
+table = runs[
+    runs["variant"].isin(variants or runs["variant"]) & runs["status"].isin(statuses or runs["status"])
+]
+columns = {
+    "id": "run",
+    "name": "name",
+    "variant": "variant",
+    "status": "status",
+    "epochs_completed": "epochs",
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "batch_size": "batch",
+    "seed": "seed",
+    "train_limit": "train images",
+    "train_accuracy": "train %",
+    "val_accuracy": "validation %",
+    "test_accuracy": "test %",
+    "gap": "gap (train − val) %",
+    "train_seconds": "time (s)",
+}
+shown = table[list(columns)].rename(columns=columns)
+for column in ("train %", "validation %", "test %", "gap (train − val) %"):
+    shown[column] = shown[column].astype(float) * 100
+st.dataframe(
+    shown,
+    hide_index=True,
+    column_config={
+        c: st.column_config.NumberColumn(format="%.1f")
+        for c in ("train %", "validation %", "test %", "gap (train − val) %", "time (s)")
+    },
+)
+st.download_button("Download CSV", shown.to_csv(index=False), file_name="lenet-runs.csv", mime="text/csv")
+
+# -- comparisons ------------------------------------------------------------------------------
+finished = table[table["epochs_completed"] > 0]
+if finished.empty:
+    st.stop()
+st.subheader("Compare runs")
+labels = {int(r["id"]): charts.run_label(r) for _, r in finished.iterrows()}
+chosen = st.multiselect("Runs to compare", list(labels), default=list(labels)[:5], format_func=labels.get)
+compare = finished[finished["id"].isin(chosen)]
+if not compare.empty:
+    epochs = ui.store().epoch_metrics(compare["id"].tolist())
+    st.plotly_chart(charts.epoch_curves(epochs, compare), key="cmp_curves")
+    st.plotly_chart(charts.gap_panels(epochs, compare), key="cmp_gap")
+    if compare["test_accuracy"].notna().any():
+        st.plotly_chart(charts.test_accuracy_bars(compare), key="cmp_test")
+
+    with st.expander("What did regularization do to the weights?"):
+        models = {
+            labels[int(r["id"])]: (r["variant"], ui.load_checkpoint(r["checkpoint"])[0])
+            for _, r in compare.iterrows()
+            if r["checkpoint"]
+        }
+        if models:
+            st.plotly_chart(
+                charts.weight_histograms(
+                    {
+                        label: (variant, analysis.weight_values(model))
+                        for label, (variant, model) in models.items()
+                    }
+                ),
+                key="cmp_hist",
+            )
+            norms = pd.concat(
+                [
+                    analysis.layer_norms(model).assign(model=label, variant=variant)
+                    for label, (variant, model) in models.items()
+                ]
+            )
+            st.plotly_chart(charts.weight_norm_bars(norms), key="cmp_norms")
+
+# -- one run in detail ------------------------------------------------------------------------
+st.subheader("One run in detail")
+with_checkpoint = finished[finished["checkpoint"].notna()]
+if with_checkpoint.empty:
+    st.caption("None of these runs has a checkpoint.")
+    st.stop()
+run_id = st.selectbox("Run", with_checkpoint["id"].tolist(), format_func=lambda i: labels[int(i)])
+run = with_checkpoint.set_index("id").loc[run_id]
+model, metadata = ui.load_checkpoint(run["checkpoint"])
+if metadata.get("confusion_matrix"):
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), key="detail_cm")
+    right.plotly_chart(charts.per_class_bars(metadata["per_class_accuracy"], run["variant"]), key="detail_pc")
+
+st.markdown("**What it gets wrong** (most confident mistakes first)")
+try:
+    test_split, test_images = ui.test_data()
+except DataError as e:
+    st.warning(f"The test images are needed for this gallery. {e}")
+else:
+    mistakes = analysis.mistakes(model, test_split, limit=24)
+    for row_start in range(0, len(mistakes), 8):
+        for column, mistake in zip(st.columns(8), mistakes[row_start : row_start + 8], strict=False):
+            column.image(np.asarray(test_images[mistake.index]), width=84, clamp=True)
+            column.caption(
+                f"**{mistake.predicted_class}** ({mistake.confidence:.0%})  \ntrue: {mistake.true_class}"
+            )
+
+with st.expander("Delete this run"):
+    st.write(f"Deletes run #{run_id}, its metrics and its checkpoint files. This cannot be undone.")
+    if st.button(f"Delete run #{run_id}", key="delete_run"):
+        try:
+            ui.store().delete(int(run_id))
+            st.success(f"Deleted run #{run_id}.")
+            st.rerun()
+        except RunStateError as e:
+            st.error(str(e))

@@ -1,0 +1,116 @@
+import streamlit as st
+
+import ui
+from lenet.data import TRAIN_SIZE
+from lenet.models import get_variant, list_models
+from lenet.presets import PRESETS
+from lenet.store import RunStateError
+from lenet.train import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_LR,
+    MAX_WEIGHT_DECAY,
+    ConfigError,
+    TrainConfig,
+    check_train_limit,
+)
+
+st.title("Train")
+
+st.subheader("Presets: one click queues a whole comparison")
+for column, preset in zip(st.columns(len(PRESETS)), PRESETS.values(), strict=True):
+    with column, st.container(border=True):
+        st.markdown(f"**{preset.title}**")
+        st.caption(preset.description)
+        if st.button(f"Queue all {len(preset.configs())} runs", key=f"preset_{preset.key}"):
+            ids = ui.launch(preset.configs())
+            st.success(f"Queued runs {', '.join(f'#{i}' for i in ids)}. Follow them on the Live page.")
+
+st.subheader("One run")
+variant = st.selectbox("Variant", list_models(), format_func=lambda v: get_variant(v).title, key="variant")
+st.caption(get_variant(variant).summary)
+defaults = TrainConfig.for_variant(variant)
+with st.form("train_form"):
+    # Widgets are keyed per variant so switching variant brings back that variant's defaults.
+    left, middle, right = st.columns(3)
+    epochs = left.number_input(
+        f"Epochs (1-{MAX_EPOCHS})", min_value=1, value=defaults.epochs, key=f"epochs_{variant}"
+    )
+    weight_decay = middle.number_input(
+        f"Weight decay, L2 (0-{MAX_WEIGHT_DECAY:g})",
+        min_value=0.0,
+        value=defaults.weight_decay,
+        step=0.001,
+        format="%.4f",
+        key=f"wd_{variant}",
+        help="The notebook's L2 used 0.01; 0 = off.",
+    )
+    lr = right.number_input(
+        f"Learning rate (Adam, up to {MAX_LR:g})",
+        min_value=0.0,
+        value=defaults.lr,
+        step=0.0005,
+        format="%.5f",
+        key=f"lr_{variant}",
+    )
+    batch_size = left.number_input(
+        f"Batch size (1-{MAX_BATCH_SIZE})", min_value=1, value=defaults.batch_size, key=f"batch_{variant}"
+    )
+    seed = middle.number_input(
+        "Seed",
+        min_value=0,
+        value=defaults.seed,
+        key=f"seed_{variant}",
+        help="Same seed and settings give the same run.",
+    )
+    subset = right.number_input(
+        "Training images (0 = all 54,000)",
+        min_value=0,
+        value=0,
+        step=1000,
+        key=f"subset_{variant}",
+        help="A subset trains faster and overfits more.",
+    )
+    name = st.text_input("Name (optional)", key=f"name_{variant}")
+    submitted = st.form_submit_button("Queue this run", type="primary")
+
+if submitted:
+    try:
+        config = TrainConfig.for_variant(
+            variant,
+            epochs=int(epochs),
+            weight_decay=float(weight_decay),
+            lr=float(lr),
+            batch_size=int(batch_size),
+            seed=int(seed),
+            train_limit=int(subset) or None,
+        )
+        check_train_limit(config, TRAIN_SIZE)
+    except ConfigError as e:
+        st.error(f"Not queued: {e}")
+    else:
+        [run_id] = ui.launch([config], name=name.strip() or None)
+        st.success(f"Queued run #{run_id}. Follow it on the Live page.")
+
+st.subheader("Queue")
+queue = ui.store().list_runs(("queued", "running"))
+if queue.empty:
+    st.caption("Nothing queued or training.")
+for _, run in queue.iterrows():
+    info, action = st.columns([5, 1])
+    with info:
+        if run["status"] == "running":
+            st.progress(
+                float(run["progress"]),
+                text=f"#{run['id']} {run['name']}: training, ETA {ui.duration(run['eta_s'])}",
+            )
+        else:
+            st.write(f"#{run['id']} {run['name']}: queued ({run['epochs']} epochs)")
+    with action:
+        label = "Stop" if run["status"] == "running" else "Cancel"
+        if st.button(label, key=f"{label.lower()}_{run['id']}"):
+            try:
+                (ui.store().request_stop if label == "Stop" else ui.store().cancel)(int(run["id"]))
+                st.rerun()
+            except RunStateError as e:
+                st.warning(str(e))

@@ -1,0 +1,149 @@
+"""Every dashboard page, run headless with AppTest against a run store seeded in tmp_path."""
+
+import os
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import ui
+from lenet.presets import PRESETS
+from lenet.store import Store
+from lenet.train import TrainConfig
+from lenet.worker import execute_run
+
+PAGES = ["pages/home.py", "pages/train.py", "pages/live.py", "pages/results.py"]
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+
+
+@pytest.fixture
+def worker_requests(monkeypatch):
+    """Pages ask for a background worker; record the requests instead of starting processes."""
+    calls = []
+    monkeypatch.setattr(ui, "ensure_worker", lambda store: calls.append(store.path))
+    return calls
+
+
+@pytest.fixture
+def seeded(idx_dir, isolated_home, monkeypatch, worker_requests):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    st.cache_resource.clear()
+    store = Store()
+    finished = []
+    for variant in ("baseline", "l2"):
+        run_id = store.enqueue(TrainConfig.for_variant(variant, epochs=2, batch_size=32))
+        store.claim_next(os.getpid(), max_running=5)
+        execute_run(store, run_id)
+        finished.append(run_id)
+    queued = store.enqueue(TrainConfig.for_variant("dropout"), name="waiting dropout")
+    return store, finished, queued
+
+
+def open_page(page: str) -> AppTest:
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=60)
+    app.run()
+    if page != PAGES[0]:
+        app.switch_page(page).run()
+    return app
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_without_exception_on_an_empty_store(page, isolated_home, worker_requests):
+    app = open_page(page)
+    assert not app.exception, app.exception
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_without_exception_on_a_seeded_store(page, seeded):
+    app = open_page(page)
+    assert not app.exception, app.exception
+
+
+def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests):
+    app = open_page("pages/train.py")
+    app.selectbox(key="variant").select("l2").run()
+    app.number_input(key="epochs_l2").set_value(3)
+    app.number_input(key="wd_l2").set_value(0.005)
+    app.number_input(key="subset_l2").set_value(5000)
+    app.text_input(key="name_l2").input("gentle L2")
+    next(b for b in app.button if b.label == "Queue this run").click().run()
+    assert not app.exception
+    runs = Store().list_runs()
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run["variant"], run["epochs"], run["weight_decay"], run["train_limit"], run["name"]) == (
+        "l2",
+        3,
+        0.005,
+        5000,
+        "gentle L2",
+    )
+    assert run["status"] == "queued" and worker_requests
+    assert any("Queued run" in s.value for s in app.success)
+
+
+@pytest.mark.parametrize(
+    "widget, value, reason",
+    [
+        ("epochs_baseline", 5000, "epochs"),
+        ("wd_baseline", 3.0, "weight decay"),
+        ("subset_baseline", 100_000, "exceeds the 54000 training images"),
+        ("lr_baseline", 0.0, "learning rate"),
+    ],
+)
+def test_invalid_inputs_are_refused_with_the_reason(isolated_home, worker_requests, widget, value, reason):
+    app = open_page("pages/train.py")
+    app.number_input(key=widget).set_value(value)
+    next(b for b in app.button if b.label == "Queue this run").click().run()
+    assert not app.exception
+    assert any(reason in e.value and "Not queued" in e.value for e in app.error), [e.value for e in app.error]
+    assert Store().list_runs().empty
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_a_preset_enqueues_all_its_runs(isolated_home, worker_requests, preset):
+    app = open_page("pages/train.py")
+    app.button(key=f"preset_{preset}").click().run()
+    assert not app.exception
+    runs = Store().list_runs().sort_values("id")
+    expected = PRESETS[preset].configs()
+    assert [r["config"] for _, r in runs.iterrows()] == [c.to_dict() for c in expected]
+    assert worker_requests
+
+
+def test_home_launches_the_quick_demo(isolated_home, worker_requests):
+    app = open_page("pages/home.py")
+    app.button(key="launch_demo").click().run()
+    assert len(Store().list_runs()) == len(PRESETS["quick_demo"].configs())
+    assert worker_requests
+
+
+def test_queue_cancel_button_removes_a_queued_run(seeded):
+    _, _, queued = seeded
+    app = open_page("pages/train.py")
+    app.button(key=f"cancel_{queued}").click().run()
+    assert not app.exception
+    assert queued not in Store().list_runs()["id"].tolist()
+
+
+def test_results_table_lists_the_seeded_runs(seeded):
+    _, finished, queued = seeded
+    app = open_page("pages/results.py")
+    table = app.dataframe[0].value
+    assert sorted(table["run"]) == sorted([*finished, queued])
+    row = table.set_index("run").loc[finished[1]]
+    assert row["variant"] == "l2" and row["weight decay"] == 0.01
+    assert row["gap (train − val) %"] == pytest.approx(row["train %"] - row["validation %"])
+    assert len(app.get("plotly_chart")) >= 4  # curves, gap panels, test bars, confusion matrix...
+
+
+def test_results_delete_removes_run_and_files(seeded):
+    store, finished, _ = seeded
+    checkpoint = store.get_run(finished[0])["checkpoint"]
+    app = open_page("pages/results.py")
+    app.selectbox[-1].select(finished[0]).run()
+    app.button(key="delete_run").click().run()
+    assert store.get_run(finished[0]) is None
+    assert not os.path.exists(checkpoint)
