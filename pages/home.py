@@ -17,11 +17,16 @@ left, right = st.columns(2)
 with left:
     st.subheader("Fastest path for a class")
     st.caption(demo.description)
-    if st.button("🚀 Launch the comparison (quick demo)", type="primary", key="launch_demo"):
+    if st.button(
+        "Launch the comparison (quick demo)",
+        type="primary",
+        icon=":material/rocket_launch:",
+        key="launch_demo",
+    ):
         ids = ui.launch(demo.configs())
         st.success(f"Queued {len(ids)} runs. Watch them train on the Live page.")
-    st.page_link("pages/live.py", label="Watch runs train live", icon="📈")
-    st.page_link("pages/results.py", label="Compare finished runs", icon="🏆")
+    st.page_link("pages/live.py", label="Watch runs train live", icon=":material/monitoring:")
+    st.page_link("pages/results.py", label="Compare finished runs", icon=":material/leaderboard:")
 with right:
     st.subheader("Saved models")
     checkpoints = artifacts.list_checkpoints()

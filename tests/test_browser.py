@@ -1,0 +1,101 @@
+"""One real-browser test: `streamlit run dashboard.py` in headless Chromium, every page, no exception box."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = {"": "LeNet-5 regularization lab", "train": "Train", "live": "Live", "results": "Results"}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("LENET_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is required (apt-get install chromium)")
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def dashboard_url(tmp_path, idx_dir):
+    port = _free_port()
+    env = {**os.environ, "LENET_HOME": str(tmp_path / "home"), "FASHION_MNIST_DIR": str(idx_dir)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError as e:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("streamlit did not start: " + server.stdout.read1().decode()) from e
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_every_page_renders_without_an_exception(browser, dashboard_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    shots = Path(os.environ.get("LENET_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    for path, heading in PAGES.items():
+        page.goto(f"{dashboard_url}/{path}")
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        # the script has finished when the "running" status widget is gone
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
+        page.wait_for_timeout(1000)  # let charts and tables paint
+        page.screenshot(path=str(shots / f"{path or 'home'}.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
