@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+import torch
 
 from lenet import artifacts, data
+from lenet.predict import INFERENCE_THREADS
 from lenet.store import Store
 from lenet.train import TrainConfig
 from lenet.worker import ensure_worker
+
+# The dashboard process only runs inference (training happens in worker processes).
+torch.set_num_threads(INFERENCE_THREADS)
 
 
 def store() -> Store:
@@ -70,3 +75,31 @@ def sidebar_status() -> None:
         st.caption(f"{len(running)} training, {len(runs) - len(running)} queued")
         for _, run in running.iterrows():
             st.progress(float(run["progress"]), text=f"{run['name']}: ETA {duration(run['eta_s'])}")
+
+
+def load_uploaded_checkpoint(name: str, payload: bytes):
+    """Keep an uploaded .pth under $LENET_HOME/uploads (by content hash) and load it safely.
+
+    Raises CheckpointError for anything that is not a LeNet-5 state_dict; the file is then removed.
+    """
+    import hashlib
+    import re
+
+    folder = artifacts.home_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
+    path = folder / f"{hashlib.sha256(payload).hexdigest()[:12]}-{safe}"
+    artifacts.atomic_write_bytes(path, payload)
+    try:
+        return load_checkpoint(path)
+    except artifacts.CheckpointError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding what this model gets wrong...")
+def mistakes(path: str, mtime_ns: int, limit: int = 24):
+    from lenet import analysis
+
+    model, _ = _load_checkpoint(path, mtime_ns)
+    return analysis.mistakes(model, test_data()[0], limit=limit)

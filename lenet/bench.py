@@ -9,6 +9,7 @@ fair on a noisy shared machine.
 from __future__ import annotations
 
 import gzip
+import io
 import statistics
 import tempfile
 import time
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from . import data
+from .artifacts import list_checkpoints, pretrained_dir
 from .models import create_model
 from .train import TrainConfig, resolve_device, train
 
@@ -95,6 +97,39 @@ def write_torchvision_layout(raw: data.RawDataset, root: Path) -> Path:
     return root
 
 
+def sample_drawing_png(size: int = 280) -> bytes:
+    """A canvas-sized PNG of a white T-shirt drawn on black: what the sandbox's canvas sends."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 255))
+    s = size / 28
+    shirt = [(9, 4), (19, 4), (25, 9), (22, 12), (20, 10), (20, 25), (8, 25), (8, 10), (6, 12), (3, 9)]
+    ImageDraw.Draw(image).polygon([(x * s, y * s) for x, y in shirt], fill=(255, 255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict_latency_ms(checkpoints: list[Path], repeats: int = 50) -> float:
+    """Median server-side time from PNG bytes to every model's probabilities (models preloaded)."""
+    from .artifacts import load_checkpoint
+    from .predict import INFERENCE_THREADS, open_image, predict, to_model_input
+
+    models = {Path(p).stem: load_checkpoint(p)[0] for p in checkpoints}
+    payload = sample_drawing_png()
+    times = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(INFERENCE_THREADS)  # as the dashboard and `lenet predict` run
+    try:
+        for _ in range(repeats + 5):
+            started = time.perf_counter()
+            predict(models, to_model_input(open_image(payload)).tensor)
+            times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return 1000 * statistics.median(times[5:])  # the first calls warm up allocators
+
+
 def run_bench(
     steps: int = 300,
     rounds: int = 3,
@@ -118,6 +153,7 @@ def run_bench(
             notebook.append(notebook_images_per_s(loader, steps, device_name))
             progress(f"round {r}/{rounds}: ours {ours[-1]:,.0f} img/s, notebook {notebook[-1]:,.0f} img/s")
     ours_median, notebook_median = statistics.median(ours), statistics.median(notebook)
+    shipped = [c.path for c in list_checkpoints(pretrained_dir())]
     return {
         "ours_images_per_s": ours_median,
         "notebook_images_per_s": notebook_median,
@@ -129,4 +165,6 @@ def run_bench(
         "batch_size": batch_size,
         "device": device_name,
         "threads": torch.get_num_threads(),
+        "predict_ms": predict_latency_ms(shipped) if shipped else None,
+        "predict_models": len(shipped),
     }

@@ -247,3 +247,76 @@ def variant_title(variant: str) -> str:
         return get_variant(variant).title
     except ValueError:
         return variant
+
+
+def probability_bars(probabilities: dict[str, float], variant: str, title: str) -> go.Figure:
+    """Horizontal bars of the ten class probabilities; the top class in the variant's colour."""
+    top = max(probabilities, key=probabilities.get)
+    names = list(probabilities)[::-1]  # first class at the top
+    fig = go.Figure(
+        go.Bar(
+            x=[probabilities[n] for n in names],
+            y=names,
+            orientation="h",
+            marker_color=[variant_color(variant) if n == top else "#c8c8c8" for n in names],
+            text=[f"{probabilities[n]:.0%}" for n in names],
+            textposition="outside",
+            cliponaxis=False,
+        )
+    )
+    fig.update_xaxes(range=[0, 1.15], tickformat=".0%", showgrid=False)
+    fig.update_layout(title=title, height=330, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def feature_map_grid(maps: list[np.ndarray]) -> go.Figure:
+    """Each conv block's activations, one small heatmap per channel: (6, 28, 28) then (16, 10, 10)."""
+    cols = 8
+    rows_per_block = [math.ceil(len(m) / cols) for m in maps]
+    titles = [f"block {b + 1} · channel {c + 1}" for b, m in enumerate(maps) for c in range(len(m))]
+    fig = make_subplots(rows=sum(rows_per_block), cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04)
+    row_offset = 0
+    for block, (activations, rows) in enumerate(zip(maps, rows_per_block, strict=True)):
+        for channel, activation in enumerate(activations):
+            fig.add_trace(
+                go.Heatmap(
+                    z=activation,
+                    zmin=-1,
+                    zmax=1,
+                    colorscale="RdBu",
+                    showscale=False,
+                    name=titles[sum(len(m) for m in maps[:block]) + channel],
+                    hovertemplate="%{z:.2f}<extra>%{fullData.name}</extra>",
+                ),
+                row=row_offset + channel // cols + 1,
+                col=channel % cols + 1,
+            )
+        row_offset += rows
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(
+        title="Feature maps after each conv block (tanh: blue -1 … red +1)",
+        height=110 * sum(rows_per_block) + 60,
+        margin={"t": 40, "b": 0, "l": 0, "r": 0},
+    )
+    return fig
+
+
+def saliency_figure(image28: np.ndarray, saliency: np.ndarray) -> go.Figure:
+    """The 28x28 input beside the pixels that most move the predicted class's score."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["what the model sees", "what its answer hinges on"],
+        horizontal_spacing=0.05,
+    )
+    fig.add_trace(go.Heatmap(z=image28, colorscale="gray", showscale=False, hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(
+        go.Heatmap(z=saliency, colorscale="Hot", showscale=False, zmin=0, zmax=1, hoverinfo="skip"),
+        row=1,
+        col=2,
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(height=320, margin={"t": 40, "b": 0, "l": 0, "r": 0})
+    return fig

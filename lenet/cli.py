@@ -1,4 +1,4 @@
-"""Command line: python -m lenet train | evaluate | reproduce | bench | runs | worker | stop | cancel.
+"""Command line: python -m lenet train | evaluate | predict | reproduce | bench | runs | worker | ...
 
 Every user error (bad argument, missing data, unusable checkpoint) is one line on stderr and
 exit status 2; nothing already stored is touched.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import CLASSES, artifacts, data
 from .models import UnknownVariantError, create_model, list_models
+from .predict import ImageError
 from .store import RunStateError
 from .train import ConfigError, TrainConfig, evaluate, prepare_splits
 
@@ -253,6 +254,35 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    import torch
+
+    from .predict import INFERENCE_THREADS, open_image, predict, to_model_input
+
+    torch.set_num_threads(INFERENCE_THREADS)
+    image = to_model_input(open_image(args.image))  # a bad image stops here, before anything else
+    paths = args.model or [c.path for c in artifacts.list_checkpoints(artifacts.pretrained_dir())]
+    if not paths:
+        raise UsageError("no shipped pretrained models found; pass --model CHECKPOINT")
+    models = {}
+    for path in paths:
+        model, _ = artifacts.load_checkpoint(path)
+        name = Path(path).stem
+        models[name if name not in models else str(path)] = model
+    predictions = predict(models, image.tensor)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return 0
+    if image.inverted:
+        print("(light background: inverted to light-on-dark, like FashionMNIST)", file=sys.stderr)
+    width = max(len(p.model) for p in predictions)
+    for p in predictions:
+        runners_up = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[1:3]
+        others = ", ".join(f"{name} {prob:.0%}" for name, prob in runners_up)
+        print(f"{p.model:<{width}}  {p.top1:<12} {p.confidence:6.1%}   (then {others})")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from tqdm import tqdm
 
@@ -317,6 +347,11 @@ def cmd_bench(args) -> int:
     print(f"  ours (in-memory tensors)             {result['ours_images_per_s']:>9,.0f} images/s")
     print(f"  notebook (torchvision + DataLoader)  {result['notebook_images_per_s']:>9,.0f} images/s")
     print(f"  ratio                                {result['ratio']:>9.2f}x")
+    if result["predict_ms"] is not None:
+        print(
+            f"image -> probabilities of all {result['predict_models']} shipped models: "
+            f"{result['predict_ms']:.1f} ms (median)"
+        )
     return 0
 
 
@@ -357,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     data_options(p)
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify an image with saved models (default: the shipped ones)")
+    p.add_argument("image", type=Path, help="PNG, JPEG, GIF, WebP or BMP of any size")
+    p.add_argument("--model", type=Path, action="append", help="checkpoint to use (repeatable)")
+    p.add_argument("--json", action="store_true", help="a list with one object per model")
+    p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("reproduce", help="train the notebook's five runs and compare with its table")
     p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
@@ -414,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if getattr(args, "download", False):
-            import os
-
             os.environ[data.ENV_DOWNLOAD] = "1"
         if getattr(args, "seeds", 1) < 1 or getattr(args, "steps", 1) < 1 or getattr(args, "rounds", 1) < 1:
             raise UsageError("--seeds, --steps and --rounds must be at least 1")
@@ -427,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         data.DataError,
         artifacts.CheckpointError,
         RunStateError,
+        ImageError,
     ) as e:
         print(f"lenet: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,6 +1,7 @@
 """One real-browser test: `streamlit run dashboard.py` in headless Chromium, every page, no exception box."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,10 +10,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
+
+from lenet import artifacts
+from lenet.models import create_model
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = {"": "LeNet-5 regularization lab", "train": "Train", "live": "Live", "results": "Results"}
+PAGES = {
+    "": "LeNet-5 regularization lab",
+    "train": "Train",
+    "live": "Live",
+    "results": "Results",
+    "sandbox": "Sandbox",
+}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -48,7 +59,15 @@ def browser():
 @pytest.fixture
 def dashboard_url(tmp_path, idx_dir):
     port = _free_port()
-    env = {**os.environ, "LENET_HOME": str(tmp_path / "home"), "FASHION_MNIST_DIR": str(idx_dir)}
+    home = tmp_path / "home"
+    env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(idx_dir)}
+    # one saved model, so the sandbox has something to classify with whatever is shipped
+    torch.manual_seed(0)
+    artifacts.save_checkpoint(
+        create_model("baseline"),
+        {"variant": "baseline", "name": "test model"},
+        home / "runs" / "test-model.pth",
+    )
     server = subprocess.Popen(
         [
             sys.executable,
@@ -99,3 +118,32 @@ def test_every_page_renders_without_an_exception(browser, dashboard_url, tmp_pat
         page.wait_for_timeout(1000)  # let charts and tables paint
         page.screenshot(path=str(shots / f"{path or 'home'}.png"), full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
+
+
+def _wait_idle(page):
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
+
+
+def test_drawing_on_the_canvas_gives_a_prediction(browser, dashboard_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{dashboard_url}/sandbox")
+    page.get_by_role("heading", name="Sandbox").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    assert page.get_by_text(re.compile(r"\(\d+%\)")).count() == 0  # nothing drawn, nothing predicted
+    canvas = page.locator("canvas").last  # fabric.js listens on its upper canvas
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    # a filled T-shirt-ish shape: several horizontal strokes with a thick brush
+    for y in range(60, 240, 20):
+        half = 90 if y < 110 else 55
+        page.mouse.move(box["x"] + 140 - half, box["y"] + y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 140 + half, box["y"] + y, steps=8)
+        page.mouse.up()
+    page.get_by_text(re.compile(r"test model: .+ \(\d+%\)")).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    page.screenshot(
+        path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "sandbox-drawn.png"), full_page=True
+    )
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("What the models see (28x28)").count() == 1

@@ -13,7 +13,7 @@ from lenet.store import Store
 from lenet.train import TrainConfig
 from lenet.worker import execute_run
 
-PAGES = ["pages/home.py", "pages/train.py", "pages/live.py", "pages/results.py"]
+PAGES = ["views/home.py", "views/train.py", "views/live.py", "views/results.py", "views/sandbox.py"]
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
@@ -62,7 +62,7 @@ def test_every_page_loads_without_exception_on_a_seeded_store(page, seeded):
 
 
 def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests):
-    app = open_page("pages/train.py")
+    app = open_page("views/train.py")
     app.selectbox(key="variant").select("l2").run()
     app.number_input(key="epochs_l2").set_value(3)
     app.number_input(key="wd_l2").set_value(0.005)
@@ -94,7 +94,7 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     ],
 )
 def test_invalid_inputs_are_refused_with_the_reason(isolated_home, worker_requests, widget, value, reason):
-    app = open_page("pages/train.py")
+    app = open_page("views/train.py")
     app.number_input(key=widget).set_value(value)
     next(b for b in app.button if b.label == "Queue this run").click().run()
     assert not app.exception
@@ -104,7 +104,7 @@ def test_invalid_inputs_are_refused_with_the_reason(isolated_home, worker_reques
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_a_preset_enqueues_all_its_runs(isolated_home, worker_requests, preset):
-    app = open_page("pages/train.py")
+    app = open_page("views/train.py")
     app.button(key=f"preset_{preset}").click().run()
     assert not app.exception
     runs = Store().list_runs().sort_values("id")
@@ -114,7 +114,7 @@ def test_a_preset_enqueues_all_its_runs(isolated_home, worker_requests, preset):
 
 
 def test_home_launches_the_quick_demo(isolated_home, worker_requests):
-    app = open_page("pages/home.py")
+    app = open_page("views/home.py")
     app.button(key="launch_demo").click().run()
     assert len(Store().list_runs()) == len(PRESETS["quick_demo"].configs())
     assert worker_requests
@@ -122,7 +122,7 @@ def test_home_launches_the_quick_demo(isolated_home, worker_requests):
 
 def test_queue_cancel_button_removes_a_queued_run(seeded):
     _, _, queued = seeded
-    app = open_page("pages/train.py")
+    app = open_page("views/train.py")
     app.button(key=f"cancel_{queued}").click().run()
     assert not app.exception
     assert queued not in Store().list_runs()["id"].tolist()
@@ -130,7 +130,7 @@ def test_queue_cancel_button_removes_a_queued_run(seeded):
 
 def test_results_table_lists_the_seeded_runs(seeded):
     _, finished, queued = seeded
-    app = open_page("pages/results.py")
+    app = open_page("views/results.py")
     table = app.dataframe[0].value
     assert sorted(table["run"]) == sorted([*finished, queued])
     row = table.set_index("run").loc[finished[1]]
@@ -142,8 +142,69 @@ def test_results_table_lists_the_seeded_runs(seeded):
 def test_results_delete_removes_run_and_files(seeded):
     store, finished, _ = seeded
     checkpoint = store.get_run(finished[0])["checkpoint"]
-    app = open_page("pages/results.py")
+    app = open_page("views/results.py")
     app.selectbox[-1].select(finished[0]).run()
     app.button(key="delete_run").click().run()
     assert store.get_run(finished[0]) is None
     assert not os.path.exists(checkpoint)
+
+
+def _predictions_shown(app) -> list[str]:
+    return [m.value for m in app.markdown if "**" in m.value and "(" in m.value and "%)" in m.value]
+
+
+def test_sandbox_sample_path_classifies_a_test_image_with_every_model(seeded):
+    app = open_page("views/sandbox.py")
+    app.radio(key="source").set_value("Sample from the test set").run()
+    assert not app.exception
+    assert len(app.get("image")) == 2  # the test image and the 28x28 the models see
+    shown = _predictions_shown(app)
+    assert len(shown) == 2  # the two seeded runs
+    app.selectbox(key="sample_class").select("Sneaker").run()
+    assert not app.exception and len(_predictions_shown(app)) == 2
+
+
+def test_sandbox_upload_path_classifies_any_image(seeded):
+    from test_predict import encode, shirt
+
+    app = open_page("views/sandbox.py")
+    app.radio(key="source").set_value("Upload").run()
+    app.file_uploader(key="image_upload").upload(
+        "photo.jpg", encode(shirt(ink=30, paper=240).convert("RGB"), "JPEG"), "image/jpeg"
+    ).run()
+    assert not app.exception
+    assert len(_predictions_shown(app)) == 2
+    assert any("inverted" in c.value for c in app.caption)
+
+
+def test_sandbox_refuses_a_bad_image_with_a_message(seeded):
+    app = open_page("views/sandbox.py")
+    app.radio(key="source").set_value("Upload").run()
+    app.file_uploader(key="image_upload").upload("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png").run()
+    assert not app.exception
+    assert any("Cannot classify this file" in e.value for e in app.error)
+    assert _predictions_shown(app) == []
+
+
+def test_sandbox_loads_a_notebook_pth_and_refuses_a_hostile_one(seeded, isolated_home, tmp_path):
+    import torch
+
+    from lenet.models import create_model
+
+    notebook = tmp_path / "LeNet5V1_dropout.pth"
+    torch.save(create_model("dropout").state_dict(), notebook)
+    evil = b"\x80\x04cos\nsystem\n(Vtouch pwned\ntR."
+    app = open_page("views/sandbox.py")
+    uploader = next(u for u in app.file_uploader if u.accept_multiple_files)
+    uploader.set_value(
+        [
+            ("LeNet5V1_dropout.pth", notebook.read_bytes(), "application/octet-stream"),
+            ("evil.pth", evil, "application/octet-stream"),
+        ]
+    ).run()
+    assert not app.exception
+    assert any("loaded as dropout (variant inferred" in s.value for s in app.success)
+    assert any("evil.pth" in e.value and "refused to load" in e.value for e in app.error)
+    kept = [p.name for p in (isolated_home / "uploads").iterdir()]
+    assert len(kept) == 1 and kept[0].endswith("LeNet5V1_dropout.pth")
+    assert not (tmp_path / "pwned").exists()

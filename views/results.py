@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -109,7 +111,7 @@ try:
 except DataError as e:
     st.warning(f"The test images are needed for this gallery. {e}")
 else:
-    mistakes = analysis.mistakes(model, test_split, limit=24)
+    mistakes = ui.mistakes(str(run["checkpoint"]), os.stat(run["checkpoint"]).st_mtime_ns)
     for row_start in range(0, len(mistakes), 8):
         for column, mistake in zip(st.columns(8), mistakes[row_start : row_start + 8], strict=False):
             column.image(np.asarray(test_images[mistake.index]), width=84, clamp=True)

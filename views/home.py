@@ -25,8 +25,13 @@ with left:
     ):
         ids = ui.launch(demo.configs())
         st.success(f"Queued {len(ids)} runs. Watch them train on the Live page.")
-    st.page_link("pages/live.py", label="Watch runs train live", icon=":material/monitoring:")
-    st.page_link("pages/results.py", label="Compare finished runs", icon=":material/leaderboard:")
+    st.page_link(
+        "views/sandbox.py",
+        label="Open the sandbox: draw a garment, see what each model thinks",
+        icon=":material/draw:",
+    )
+    st.page_link("views/live.py", label="Watch runs train live", icon=":material/monitoring:")
+    st.page_link("views/results.py", label="Compare finished runs", icon=":material/leaderboard:")
 with right:
     st.subheader("Saved models")
     checkpoints = artifacts.list_checkpoints()

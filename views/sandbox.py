@@ -1,0 +1,138 @@
+import numpy as np
+import streamlit as st
+from PIL import Image
+from streamlit_drawable_canvas import st_canvas
+
+import ui
+from lenet import CLASSES, artifacts, charts
+from lenet.data import DataError
+from lenet.predict import (
+    BlankImageError,
+    ImageError,
+    feature_maps,
+    open_image,
+    predict,
+    saliency,
+    to_model_input,
+)
+
+st.title("Sandbox")
+st.caption("Draw, sample or upload a garment and see what each saved model thinks it is.")
+
+
+def enlarged(image28: np.ndarray, size: int = 196) -> Image.Image:
+    return Image.fromarray(image28).resize((size, size), Image.Resampling.NEAREST)
+
+
+# -- models -----------------------------------------------------------------------------------
+saved = {f"{c.name} [{c.source}]": c for c in artifacts.list_checkpoints()}
+shipped = [label for label, c in saved.items() if c.source == "pretrained"]
+chosen = st.multiselect("Models to compare", list(saved), default=shipped or list(saved)[:3])
+models = {}  # label -> (variant, model)
+for label in chosen:
+    model, metadata = ui.load_checkpoint(saved[label].path)
+    models[label] = (metadata["variant"], model)
+with st.expander("Use your own .pth (e.g. saved by the original notebook)"):
+    uploaded_models = st.file_uploader("State dict files", type=["pth", "pt"], accept_multiple_files=True)
+    for upload in uploaded_models or []:
+        try:
+            model, metadata = ui.load_uploaded_checkpoint(upload.name, upload.getvalue())
+        except artifacts.CheckpointError as e:
+            st.error(f"{upload.name}: {e}".replace(str(artifacts.home_dir()), "…"))
+        else:
+            inferred = " (variant inferred from its layers)" if metadata.get("inferred") else ""
+            st.success(f"{upload.name}: loaded as {metadata['variant']}{inferred}")
+            models[f"{upload.name} [uploaded]"] = (metadata["variant"], model)
+if not models:
+    st.info("Choose at least one model (or train one first).")
+    st.stop()
+
+# -- input ------------------------------------------------------------------------------------
+source = st.radio("Image", ["Draw", "Sample from the test set", "Upload"], horizontal=True, key="source")
+left, middle, right = st.columns([3, 2, 2])
+image28 = tensor = None
+with left:
+    try:
+        if source == "Draw":
+            brush = st.slider("Brush size", 5, 60, 28, help="Garments are filled shapes: paint them in.")
+            st.session_state.setdefault("canvas_generation", 0)
+            result = st_canvas(
+                stroke_width=brush,
+                stroke_color="#FFFFFF",
+                background_color="#000000",
+                height=280,
+                width=280,
+                return_image_data=True,
+                key=f"canvas_{st.session_state['canvas_generation']}",
+            )
+            if st.button("Clear the canvas", key="clear_canvas"):
+                st.session_state["canvas_generation"] += 1
+                st.rerun()
+            if result is not None and result.image_data is not None:
+                prepared = to_model_input(np.asarray(result.image_data, dtype=np.uint8))
+                image28, tensor = prepared.image28, prepared.tensor
+        elif source == "Sample from the test set":
+            wanted = st.selectbox("Class", ["any class", *CLASSES], key="sample_class")
+            test_split, test_images = ui.test_data()
+            labels = test_split.labels.numpy()
+            pool = (
+                np.arange(len(labels))
+                if wanted == "any class"
+                else np.flatnonzero(labels == CLASSES.index(wanted))
+            )
+            key = f"sample_{wanted}"
+            if st.button("Another image", key="another_sample") or key not in st.session_state:
+                st.session_state[key] = int(np.random.default_rng().choice(pool))
+            index = st.session_state[key]
+            image28 = np.asarray(test_images[index])
+            tensor = test_split.images[index : index + 1]  # exactly what the models were tested on
+            st.image(enlarged(image28, 280), caption=f"test image #{index}: a {CLASSES[labels[index]]}")
+        else:
+            upload = st.file_uploader(
+                "PNG, JPEG, GIF, WebP or BMP (up to 20 MB)",
+                type=["png", "jpg", "jpeg", "gif", "webp", "bmp"],
+                key="image_upload",
+            )
+            if upload is not None:
+                picture = open_image(upload.getvalue())
+                st.image(picture.convert("RGB"), caption=upload.name, width=280)
+                prepared = to_model_input(picture)
+                image28, tensor = prepared.image28, prepared.tensor
+                if prepared.inverted:
+                    st.caption("Light background: inverted to light-on-dark, like FashionMNIST.")
+    except BlankImageError as e:
+        st.info(str(e).capitalize())
+    except ImageError as e:
+        st.error(f"Cannot classify this file: {e}")
+    except DataError as e:
+        st.warning(f"Sampling needs the FashionMNIST test set. {e}")
+
+if tensor is None:
+    with middle:
+        st.caption("The 28x28 image the models see will appear here.")
+    st.stop()
+with middle:
+    st.image(enlarged(image28), caption="What the models see (28x28)")
+
+# -- predictions ------------------------------------------------------------------------------
+predictions = predict({label: model for label, (_, model) in models.items()}, tensor)
+answers = {p.top1 for p in predictions}
+with right:
+    if len(answers) > 1:
+        st.warning(
+            "The models disagree: "
+            + "; ".join(f"{p.model.split(' [')[0]} says **{p.top1}**" for p in predictions)
+        )
+    for p in predictions:
+        st.markdown(f"{p.model.split(' [')[0]}: **{p.top1}** ({p.confidence:.0%})")
+for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):
+    column.plotly_chart(
+        charts.probability_bars(p.probabilities, models[p.model][0], p.model.split(" [")[0]),
+        key=f"probs_{p.model}",
+    )
+
+with st.expander("Look inside a model: feature maps and saliency"):
+    label = st.selectbox("Model", list(models), key="inside_model")
+    _, model = models[label]
+    st.plotly_chart(charts.saliency_figure(image28, saliency(model, tensor)), key="saliency")
+    st.plotly_chart(charts.feature_map_grid(feature_maps(model, tensor)), key="feature_maps")
