@@ -39,7 +39,11 @@ def _load_checkpoint(path: str, mtime_ns: int):
 
 
 def load_checkpoint(path: str):
-    return _load_checkpoint(str(path), os.stat(path).st_mtime_ns)
+    try:
+        mtime_ns = os.stat(path).st_mtime_ns
+    except OSError:
+        raise artifacts.CheckpointError(f"{path}: no such file (deleted outside the dashboard?)") from None
+    return _load_checkpoint(str(path), mtime_ns)
 
 
 @st.cache_resource
@@ -97,8 +101,13 @@ def load_uploaded_checkpoint(name: str, payload: bytes):
         raise
 
 
+def mistakes(path: str, limit: int = 24):
+    """The model's most confident test-set mistakes (cached per checkpoint file version)."""
+    return _mistakes(str(path), os.stat(path).st_mtime_ns, limit)
+
+
 @st.cache_data(max_entries=16, show_spinner="Finding what this model gets wrong...")
-def mistakes(path: str, mtime_ns: int, limit: int = 24):
+def _mistakes(path: str, mtime_ns: int, limit: int):
     from lenet import analysis
 
     model, _ = _load_checkpoint(path, mtime_ns)

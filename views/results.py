@@ -54,6 +54,10 @@ st.download_button("Download CSV", shown.to_csv(index=False), file_name="lenet-r
 
 # -- comparisons ------------------------------------------------------------------------------
 finished = table[table["epochs_completed"] > 0]
+# a checkpoint deleted outside the dashboard leaves its run's metrics, but nothing to load
+finished = finished.assign(
+    has_checkpoint=finished["checkpoint"].map(lambda p: isinstance(p, str) and os.path.exists(p))
+)
 if finished.empty:
     st.stop()
 st.subheader("Compare runs")
@@ -71,7 +75,7 @@ if not compare.empty:
         models = {
             labels[int(r["id"])]: (r["variant"], ui.load_checkpoint(r["checkpoint"])[0])
             for _, r in compare.iterrows()
-            if r["checkpoint"]
+            if r["has_checkpoint"]
         }
         if models:
             st.plotly_chart(
@@ -93,13 +97,13 @@ if not compare.empty:
 
 # -- one run in detail ------------------------------------------------------------------------
 st.subheader("One run in detail")
-with_checkpoint = finished[finished["checkpoint"].notna()]
+with_checkpoint = finished[finished["has_checkpoint"]]
 if with_checkpoint.empty:
     st.caption("None of these runs has a checkpoint.")
     st.stop()
 run_id = st.selectbox("Run", with_checkpoint["id"].tolist(), format_func=lambda i: labels[int(i)])
 run = with_checkpoint.set_index("id").loc[run_id]
-model, metadata = ui.load_checkpoint(run["checkpoint"])
+_, metadata = ui.load_checkpoint(run["checkpoint"])
 if metadata.get("confusion_matrix"):
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), key="detail_cm")
@@ -111,7 +115,7 @@ try:
 except DataError as e:
     st.warning(f"The test images are needed for this gallery. {e}")
 else:
-    mistakes = ui.mistakes(str(run["checkpoint"]), os.stat(run["checkpoint"]).st_mtime_ns)
+    mistakes = ui.mistakes(run["checkpoint"])
     for row_start in range(0, len(mistakes), 8):
         for column, mistake in zip(st.columns(8), mistakes[row_start : row_start + 8], strict=False):
             column.image(np.asarray(test_images[mistake.index]), width=84, clamp=True)
