@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from . import data
 from .models import get_variant
@@ -293,7 +294,9 @@ def train(
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.perf_counter()
         model.train()
-        running_accuracy = MulticlassAccuracy(num_classes=data.NUM_CLASSES, average="micro").to(device)
+        # Every prediction of the epoch, scored once at its end: an accuracy over the whole split
+        # without a metric update (~0.2-0.4 ms) in each ~10 ms step.
+        epoch_preds, epoch_labels = [], []
         epoch_loss = torch.zeros((), device=device)
         window_loss = torch.zeros((), device=device)
         window_correct = torch.zeros((), device=device, dtype=torch.long)
@@ -312,7 +315,8 @@ def train(
             optimizer.step()
 
             preds = logits.detach().argmax(dim=1)
-            running_accuracy.update(preds, labels)
+            epoch_preds.append(preds)
+            epoch_labels.append(labels)
             batch_loss = loss.detach() * len(labels)
             epoch_loss += batch_loss
             window_loss += batch_loss
@@ -353,7 +357,9 @@ def train(
         metrics = EpochMetrics(
             epoch=epoch,
             train_loss=epoch_loss.item() / len(train_split),
-            train_accuracy=running_accuracy.compute().item(),
+            train_accuracy=multiclass_accuracy(
+                torch.cat(epoch_preds), torch.cat(epoch_labels), num_classes=data.NUM_CLASSES, average="micro"
+            ).item(),
             val_loss=val.loss,
             val_accuracy=val.accuracy,
             seconds=time.perf_counter() - epoch_started,
