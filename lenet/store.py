@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -220,6 +220,20 @@ class Store:
         with self._connect() as db:
             row = db.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
+
+    @contextmanager
+    def stop_watch(self, run_id: int) -> Iterator[Callable[[], bool]]:
+        """A check of the run's stop flag cheap enough for every batch: one connection held open.
+
+        A run deleted from under its trainer counts as stopped.
+        """
+        with self._connect() as db:
+
+            def stop_requested() -> bool:
+                row = db.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+                return row is None or bool(row[0])
+
+            yield stop_requested
 
     def delete(self, run_id: int) -> None:
         """Delete a run, its metrics and its checkpoint files. Running runs must be stopped first."""

@@ -104,14 +104,15 @@ def _train_and_record(store, run, config, data_dir, splits, checkpoint_path, on_
         if on_epoch:
             on_epoch(metrics)
 
-    result = train(
-        config,
-        splits,
-        on_step=step,
-        on_epoch=epoch,
-        init_state=init_state,
-        should_stop=lambda: extra_stop() or store.stop_requested(run_id),
-    )
+    with store.stop_watch(run_id) as stop_requested:
+        result = train(
+            config,
+            splits,
+            on_step=step,
+            on_epoch=epoch,
+            init_state=init_state,
+            should_stop=lambda: extra_stop() or stop_requested(),
+        )
     checkpoint = None
     if result.model is not None:
         metadata = artifacts.build_metadata(
