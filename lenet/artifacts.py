@@ -55,6 +55,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide checkpoints from the other users of a class machine
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
