@@ -61,7 +61,7 @@ def dashboard_url(tmp_path, idx_dir):
     port = _free_port()
     home = tmp_path / "home"
     env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(idx_dir)}
-    # one saved model, so the sandbox has something to classify with whatever is shipped
+    # one saved model of our own, so the sandbox has a model even without the shipped ones
     torch.manual_seed(0)
     artifacts.save_checkpoint(
         create_model("baseline"),
@@ -140,7 +140,7 @@ def test_drawing_on_the_canvas_gives_a_prediction(browser, dashboard_url, tmp_pa
         page.mouse.down()
         page.mouse.move(box["x"] + 140 + half, box["y"] + y, steps=8)
         page.mouse.up()
-    page.get_by_text(re.compile(r"test model: .+ \(\d+%\)")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r": .+ \(\d+%\)")).first.wait_for(timeout=60_000)  # "model: Class (NN%)"
     _wait_idle(page)
     page.screenshot(
         path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "sandbox-drawn.png"), full_page=True

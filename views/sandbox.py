@@ -25,7 +25,10 @@ def enlarged(image28: np.ndarray, size: int = 196) -> Image.Image:
 
 
 # -- models -----------------------------------------------------------------------------------
-saved = {f"{c.name} [{c.source}]": c for c in artifacts.list_checkpoints()}
+saved = {}  # display name -> checkpoint; shipped names already say "(pretrained)"
+for c in artifacts.list_checkpoints():
+    label = c.name if c.source == "pretrained" else f"{c.name} (run)"
+    saved[label if label not in saved else f"{label} · {c.path.name}"] = c
 shipped = [label for label, c in saved.items() if c.source == "pretrained"]
 chosen = st.multiselect("Models to compare", list(saved), default=shipped or list(saved)[:3])
 models = {}  # label -> (variant, model)
@@ -42,7 +45,7 @@ with st.expander("Use your own .pth (e.g. saved by the original notebook)"):
         else:
             inferred = " (variant inferred from its layers)" if metadata.get("inferred") else ""
             st.success(f"{upload.name}: loaded as {metadata['variant']}{inferred}")
-            models[f"{upload.name} [uploaded]"] = (metadata["variant"], model)
+            models[f"{upload.name} (uploaded)"] = (metadata["variant"], model)
 if not models:
     st.info("Choose at least one model (or train one first).")
     st.stop()
@@ -119,15 +122,12 @@ predictions = predict({label: model for label, (_, model) in models.items()}, te
 answers = {p.top1 for p in predictions}
 with right:
     if len(answers) > 1:
-        st.warning(
-            "The models disagree: "
-            + "; ".join(f"{p.model.split(' [')[0]} says **{p.top1}**" for p in predictions)
-        )
+        st.warning("The models disagree: " + "; ".join(f"{p.model} says **{p.top1}**" for p in predictions))
     for p in predictions:
-        st.markdown(f"{p.model.split(' [')[0]}: **{p.top1}** ({p.confidence:.0%})")
+        st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
 for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):
     column.plotly_chart(
-        charts.probability_bars(p.probabilities, models[p.model][0], p.model.split(" [")[0]),
+        charts.probability_bars(p.probabilities, models[p.model][0], p.model),
         key=f"probs_{p.model}",
     )
 
