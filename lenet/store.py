@@ -391,6 +391,7 @@ RUN_COLUMNS = [
     "train_limit",
     "epochs_completed",
     "progress",
+    "total_steps",
     "eta_s",
     "train_accuracy",
     "val_accuracy",
@@ -417,10 +418,8 @@ def _run_dict(row: sqlite3.Row) -> dict:
     run["config"] = config
     for key in ("epochs", "lr", "weight_decay", "batch_size", "seed", "train_limit"):
         run[key] = config.get(key)
-    total = run.pop("total_steps")
-    run["progress"] = (
-        (run.pop("global_step") / total) if total else (1.0 if run["status"] == "finished" else 0.0)
-    )
+    global_step, total = run.pop("global_step"), run["total_steps"]
+    run["progress"] = global_step / total if total else (1.0 if run["status"] == "finished" else 0.0)
     if run["train_accuracy"] is not None and run["val_accuracy"] is not None:
         run["gap"] = run["train_accuracy"] - run["val_accuracy"]
     else:

@@ -18,7 +18,10 @@ def live_view() -> None:
     db = ui.store()
     runs = db.list_runs()
     is_active = runs["status"].isin(ACTIVE)
-    active = runs[is_active]
+    # running first, then the queue in the order it will train
+    active = runs[is_active].sort_values(
+        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
+    )
     if active.empty and active_at_start:
         st.rerun()  # everything finished: redraw the whole page once, without polling
     shown = pd.concat([active, runs[~is_active].head(RECENT)])

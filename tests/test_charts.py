@@ -1,0 +1,76 @@
+"""The plotly figures carry the data they are meant to show (pure builders, fed from a real store)."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lenet import CLASSES, analysis, artifacts, charts
+from lenet.models import create_model
+from lenet.store import Store
+from lenet.train import TrainConfig
+from lenet.worker import execute_run
+
+
+@pytest.fixture
+def trained(idx_dir, isolated_home):
+    store = Store()
+    for variant in ("baseline", "dropout"):
+        run_id = store.enqueue(TrainConfig.for_variant(variant, epochs=2, batch_size=32))
+        store.claim_next(os.getpid(), max_running=5)
+        execute_run(store, run_id, data_dir=idx_dir)
+    runs = store.list_runs()
+    return store, runs
+
+
+def test_step_curves_plot_every_logged_step_in_epoch_units(trained):
+    store, runs = trained
+    steps = store.step_metrics(runs["id"].tolist())
+    fig = charts.step_curves(steps, runs, "loss")
+    assert len(fig.data) == 2
+    for trace, (_, run) in zip(fig.data, runs.iterrows(), strict=True):
+        rows = steps[steps["run_id"] == run["id"]]
+        assert len(trace.x) == len(rows) > 0
+        assert max(trace.x) == pytest.approx(run["epochs"])  # the last step ends the last epoch
+        assert trace.line.color == charts.variant_color(run["variant"])
+
+
+def test_epoch_curves_and_gap_panels(trained):
+    store, runs = trained
+    epochs = store.epoch_metrics(runs["id"].tolist())
+    fig = charts.epoch_curves(epochs, runs)
+    assert len(fig.data) == 4  # validation and train per run
+    assert all(list(t.x) == [1, 2] for t in fig.data)
+    assert len(charts.gap_panels(epochs, runs).data) == 4
+
+
+def test_test_accuracy_bars_and_confusion_matrix(trained):
+    _, runs = trained
+    bars = charts.test_accuracy_bars(runs)
+    assert list(bars.data[0].y) == runs["test_accuracy"].tolist()
+    metadata = artifacts.read_metadata(runs.iloc[0]["checkpoint"])
+    heat = charts.confusion_matrix_figure(metadata["confusion_matrix"])
+    assert np.asarray(heat.data[0].text).sum() == 200  # every test image counted once
+    assert np.allclose(
+        np.asarray(heat.data[0].z).sum(axis=1)[np.asarray(heat.data[0].text).sum(axis=1) > 0], 1
+    )
+    assert len(charts.per_class_bars(metadata["per_class_accuracy"], "baseline").data[0].y) == 10
+
+
+def test_weight_figures_show_every_model():
+    models = {"a": create_model("baseline"), "b": create_model("batch_norm")}
+    hist = charts.weight_histograms({k: ("baseline", analysis.weight_values(m)) for k, m in models.items()})
+    assert [len(t.x) for t in hist.data] == [analysis.weight_values(m).size for m in models.values()]
+    norms = pd.concat([analysis.layer_norms(m).assign(model=k, variant="l2") for k, m in models.items()])
+    assert len(charts.weight_norm_bars(norms).data) == 2
+
+
+def test_sandbox_figures():
+    probabilities = dict(zip(CLASSES, np.linspace(0, 1, 10) / np.linspace(0, 1, 10).sum(), strict=True))
+    bars = charts.probability_bars(probabilities, "dropout", "m")
+    colors = list(bars.marker.color) if hasattr(bars, "marker") else list(bars.data[0].marker.color)
+    assert colors.count(charts.variant_color("dropout")) == 1
+    maps = [np.zeros((6, 28, 28)), np.zeros((16, 10, 10))]
+    assert len(charts.feature_map_grid(maps).data) == 22
+    assert len(charts.saliency_figure(np.zeros((28, 28)), np.zeros((28, 28))).data) == 2
