@@ -192,8 +192,11 @@ def cmd_worker(args) -> int:
 
     if args.max_running < 1 or args.idle_exit < 0:
         raise UsageError("--max-running must be at least 1 and --idle-exit at least 0")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
     done = run_worker(
         Store(args.db),
+        threads=args.threads,
         max_running=args.max_running,
         idle_exit_s=args.idle_exit,
         poll_s=args.poll,
@@ -427,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
     )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    p.add_argument(
+        "--threads", type=int, help="torch threads (default: all cores but one, for the dashboard)"
+    )
     p.add_argument("--db", help="run database (default: artifacts/runs.db, or $LENET_HOME/runs.db)")
     data_options(p)
     p.set_defaults(handler=cmd_worker)
