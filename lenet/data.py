@@ -41,7 +41,9 @@ class DataError(ValueError):
 
 
 def default_download_root() -> Path:
-    return Path(os.environ.get("LENET_HOME", Path(__file__).resolve().parent.parent / "artifacts")) / "data"
+    from .artifacts import home_dir  # one definition of where $LENET_HOME points
+
+    return home_dir() / "data"
 
 
 def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
