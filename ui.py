@@ -1,34 +1,74 @@
-"""Streamlit helpers shared by the pages: cached loaders and the few widgets every page repeats.
+"""Streamlit helpers shared by the pages in pages/: page setup, cached loaders, small formatters.
 
 Decisions live in `lenet`; this module only adapts them to Streamlit (caching, sidebar, toasts).
+Every page starts with `setup_page()`, so a page is right however it is reached: through the
+router in dashboard.py, or as the very first request on a fresh server (when Streamlit serves a
+pages/ folder as old-style pages until some session has run `st.navigation`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 import torch
 
-from lenet import artifacts, data
+from lenet import analysis, artifacts, data
 from lenet.predict import INFERENCE_THREADS
-from lenet.store import Store
 from lenet.train import TrainConfig
-from lenet.worker import ensure_worker
+from lenet.worker import ensure_workers
+from lenet.workspace import Workspace, home_from_env
 
 # The dashboard process only runs inference (training happens in worker processes).
 torch.set_num_threads(INFERENCE_THREADS)
 
+TITLE = "LeNet-5 regularization lab"
 
-def store() -> Store:
-    return Store()
+
+class PageInfo(NamedTuple):
+    path: str
+    title: str
+    icon: str
+
+
+PAGES = (
+    PageInfo("pages/home.py", "Home", ":material/home:"),
+    PageInfo("pages/train.py", "Train", ":material/model_training:"),
+    PageInfo("pages/live.py", "Live", ":material/monitoring:"),
+    PageInfo("pages/results.py", "Results", ":material/leaderboard:"),
+    PageInfo("pages/sandbox.py", "Sandbox", ":material/draw:"),
+)
+
+
+def setup_page() -> None:
+    """Page config, the navigation links and the training status in the sidebar."""
+    st.set_page_config(page_title=TITLE, page_icon="👟", layout="wide")
+    with st.sidebar:
+        for page in PAGES:
+            st.page_link(page.path, label=page.title, icon=page.icon)
+        st.divider()
+    sidebar_status()
+
+
+@st.cache_resource
+def _workspace(home: str) -> Workspace:
+    return Workspace(Path(home))
+
+
+def workspace() -> Workspace:
+    """The process's workspace (paths and the open run store), built once per $LENET_HOME."""
+    return _workspace(str(home_from_env()))
 
 
 def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
-    """Queue runs and make sure a background worker will train them."""
-    db = store()
-    ids = [db.enqueue(config, name=name) for config in configs]
-    ensure_worker(db)
+    """Queue runs and make sure the worker pool will train them."""
+    ws = workspace()
+    ids = [ws.store.enqueue(config, name=name) for config in configs]
+    ensure_workers(ws)
     return ids
 
 
@@ -47,10 +87,13 @@ def load_checkpoint(path: str):
 
 
 @st.cache_resource
-def test_data() -> tuple[data.Split, object]:
-    """(normalized test split, raw uint8 test images) for galleries; loaded once per server."""
-    raw = data.load_raw()
-    return data.make_splits(raw).test, raw.test_images
+def _test_images(home: str) -> data.TestImages:
+    return _workspace(home).load_test()
+
+
+def test_images() -> data.TestImages:
+    """The FashionMNIST test images (raw and normalized) for galleries; loaded once per server."""
+    return _test_images(str(workspace().home))
 
 
 def percent(value) -> str:
@@ -70,7 +113,7 @@ def duration(seconds) -> str:
 
 def sidebar_status() -> None:
     """What is training right now, on every page."""
-    runs = store().list_runs(("queued", "running"))
+    runs = workspace().store.list_runs(("queued", "running"))
     with st.sidebar:
         if runs.empty:
             st.caption("Nothing is training.")
@@ -82,17 +125,12 @@ def sidebar_status() -> None:
 
 
 def load_uploaded_checkpoint(name: str, payload: bytes):
-    """Keep an uploaded .pth under $LENET_HOME/uploads (by content hash) and load it safely.
+    """Keep an uploaded .pth in the workspace's uploads folder (by content hash) and load it safely.
 
     Raises CheckpointError for anything that is not a LeNet-5 state_dict; the file is then removed.
     """
-    import hashlib
-    import re
-
-    folder = artifacts.home_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
-    path = folder / f"{hashlib.sha256(payload).hexdigest()[:12]}-{safe}"
+    path = workspace().uploads_dir / f"{hashlib.sha256(payload).hexdigest()[:12]}-{safe}"
     artifacts.atomic_write_bytes(path, payload)
     try:
         return load_checkpoint(path)
@@ -108,7 +146,5 @@ def mistakes(path: str, limit: int = 24):
 
 @st.cache_data(max_entries=16, show_spinner="Finding what this model gets wrong...")
 def _mistakes(path: str, mtime_ns: int, limit: int):
-    from lenet import analysis
-
     model, _ = _load_checkpoint(path, mtime_ns)
-    return analysis.mistakes(model, test_data()[0], limit=limit)
+    return analysis.mistakes(model, test_images().split, limit=limit)

@@ -11,6 +11,7 @@ from torch import nn
 
 from . import CLASSES
 from .data import Split
+from .models import layer_names
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,9 @@ def mistakes(model: nn.Module, split: Split, limit: int = 24, true_class: int | 
 
 
 def _weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Conv and Linear weight tensors: what weight decay acts on (biases and BatchNorm aside)."""
-    return [
-        (name, module.weight.detach())
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
+    """(conv1 ... fc3, weights): what weight decay acts on (biases and BatchNorm aside)."""
+    modules = dict(model.named_modules())
+    return [(name, modules[path].weight.detach()) for path, name in layer_names(model).items()]
 
 
 def weight_values(model: nn.Module) -> np.ndarray:

@@ -16,35 +16,19 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .models import create_model, get_variant, infer_architecture
+from .models import create_model, infer_architecture
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # LeNet-5 is ~250 KB; anything far larger is not ours
 
 
 class CheckpointError(ValueError):
     """A file is not a usable LeNet-5 checkpoint; the message says why."""
-
-
-def home_dir() -> Path:
-    """Where runs, the run database and downloaded data live ($LENET_HOME moves all of it)."""
-    return Path(os.environ.get("LENET_HOME", REPO_ROOT / "artifacts"))
-
-
-def runs_dir() -> Path:
-    return home_dir() / "runs"
-
-
-def pretrained_dir() -> Path:
-    """The shipped checkpoints, committed with the code (not moved by $LENET_HOME)."""
-    return REPO_ROOT / "artifacts" / "pretrained"
 
 
 def metadata_path(weights_path: str | Path) -> Path:
@@ -181,57 +165,24 @@ class CheckpointInfo:
     metadata: dict
 
 
-def list_checkpoints(*folders: Path) -> list[CheckpointInfo]:
-    """Complete checkpoints (weights + JSON) under the given folders, default: pretrained + runs."""
-    folders = folders or (pretrained_dir(), runs_dir())
+def list_checkpoints(folder: Path, source: str = "run") -> list[CheckpointInfo]:
+    """Complete checkpoints (weights + JSON) under `folder`; `source` says where they come from."""
     found = []
-    for folder in folders:
-        source = "pretrained" if Path(folder) == pretrained_dir() else "run"
-        for weights in sorted(Path(folder).rglob("*.pth")):
-            try:
-                metadata = read_metadata(weights)
-            except CheckpointError:
-                continue
-            if metadata is None:  # not finished writing, or not ours
-                continue
-            found.append(
-                CheckpointInfo(
-                    path=weights,
-                    name=metadata.get("name") or weights.stem,
-                    variant=metadata.get("variant", "?"),
-                    source=source,
-                    test_accuracy=metadata.get("test_accuracy"),
-                    metadata=metadata,
-                )
+    for weights in sorted(Path(folder).rglob("*.pth")):
+        try:
+            metadata = read_metadata(weights)
+        except CheckpointError:
+            continue
+        if metadata is None:  # not finished writing, or not ours
+            continue
+        found.append(
+            CheckpointInfo(
+                path=weights,
+                name=metadata.get("name") or weights.stem,
+                variant=metadata.get("variant", "?"),
+                source=source,
+                test_accuracy=metadata.get("test_accuracy"),
+                metadata=metadata,
             )
+        )
     return found
-
-
-def build_metadata(result, *, name: str, fingerprint: str, source: str) -> dict:
-    """The JSON saved beside a checkpoint: enough to rebuild, compare and audit the run."""
-    from .train import describe_environment
-
-    variant = get_variant(result.config.variant)
-    test = result.test
-    return {
-        "format": "lenet-checkpoint/1",
-        "name": name,
-        "variant": variant.name,
-        "variant_title": variant.title,
-        "status": result.status,
-        "epochs_completed": len(result.history),
-        "config": result.config.to_dict(),
-        "seed": result.config.seed,
-        "history": [asdict(h) for h in result.history],
-        "train_accuracy": result.train_accuracy,
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": result.test_accuracy,
-        "test_loss": test.loss if test else None,
-        "per_class_accuracy": test.per_class_accuracy if test else None,
-        "confusion_matrix": test.confusion_matrix if test else None,
-        "train_seconds": result.seconds,
-        "device": result.device,
-        "dataset": {"fingerprint": fingerprint, "source": source},
-        "versions": describe_environment(),
-        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }

@@ -1,9 +1,11 @@
-"""Training-throughput benchmark: our in-memory pipeline vs the original notebook's.
+"""Training-throughput benchmark: our in-memory pipeline vs the original notebook's, and every
+variant in both memory layouts.
 
 The notebook fed LeNet-5 through torchvision's FashionMNIST dataset with ToTensor + Normalize
 per sample and a DataLoader; we decode once and slice batches from normalized tensors. Both train
 the same model at the same batch size in the same process, alternating rounds, so the ratio is
-fair on a noisy shared machine.
+fair on a noisy shared machine. Each variant is also timed with NHWC (channels_last) weights and
+without, in the same rounds: the registry's `channels_last` choice should be the faster one.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import torch
 from torch import nn
 
 from . import data
-from .artifacts import list_checkpoints, pretrained_dir
-from .models import create_model
+from .artifacts import list_checkpoints
+from .models import create_model, get_variant, list_models
 from .train import TrainConfig, resolve_device, train
 
 
@@ -28,8 +30,15 @@ def _subset(split: data.Split, n: int) -> data.Split:
     return data.Split(split.images[:n], split.labels[:n])
 
 
-def ours_images_per_s(splits: data.Splits, steps: int, batch_size: int, device: str) -> float:
-    """Time our real training loop (`lenet.train.train`) over `steps` batches."""
+def ours_images_per_s(
+    splits: data.Splits,
+    steps: int,
+    batch_size: int,
+    device: str,
+    variant: str = "baseline",
+    channels_last: bool | None = None,
+) -> float:
+    """Time our real training loop (`lenet.train.train`) over `steps` batches of one variant."""
     n = steps * batch_size
     subset = data.Splits(
         train=_subset(splits.train, n),
@@ -38,9 +47,9 @@ def ours_images_per_s(splits: data.Splits, steps: int, batch_size: int, device: 
         fingerprint=splits.fingerprint,
         source=splits.source,
     )
-    config = TrainConfig(epochs=1, batch_size=batch_size, device=device)
+    config = TrainConfig.for_variant(variant, epochs=1, batch_size=batch_size, device=device)
     started = time.perf_counter()
-    result = train(config, subset)
+    result = train(config, subset, channels_last=channels_last)
     return n / (result.history[0].seconds if result.history else time.perf_counter() - started)
 
 
@@ -131,35 +140,57 @@ def predict_latency_ms(checkpoints: list[Path], repeats: int = 50) -> float:
 
 
 def run_bench(
+    raw: data.RawDataset,
+    pretrained_dir: Path,
     steps: int = 300,
     rounds: int = 3,
     batch_size: int = 64,
     device: str = "auto",
-    data_dir: str | None = None,
     progress=lambda message: None,
 ) -> dict:
-    raw = data.load_raw(data_dir)
     splits = data.make_splits(raw)
     device_name = str(resolve_device(device))
     steps = min(steps, len(splits.train) // batch_size)
+    variants = list_models()
     ours, notebook = [], []
+    layouts = {(v, nhwc): [] for v in variants for nhwc in (True, False)}
     with tempfile.TemporaryDirectory(prefix="lenet-bench-") as tmp:
         loader = notebook_loader(write_torchvision_layout(raw, Path(tmp)), batch_size)
         # Warm-up: first calls pay for allocator growth and oneDNN kernel selection.
-        ours_images_per_s(splits, 20, batch_size, device_name)
+        for variant, nhwc in layouts:
+            ours_images_per_s(splits, 10, batch_size, device_name, variant, nhwc)
         notebook_images_per_s(loader, 20, device_name)
         for r in range(1, rounds + 1):
             ours.append(ours_images_per_s(splits, steps, batch_size, device_name))
             notebook.append(notebook_images_per_s(loader, steps, device_name))
+            for variant, nhwc in layouts:
+                layouts[(variant, nhwc)].append(
+                    ours_images_per_s(splits, steps, batch_size, device_name, variant, nhwc)
+                )
             progress(f"round {r}/{rounds}: ours {ours[-1]:,.0f} img/s, notebook {notebook[-1]:,.0f} img/s")
     ours_median, notebook_median = statistics.median(ours), statistics.median(notebook)
-    shipped = [c.path for c in list_checkpoints(pretrained_dir())]
+    per_variant = []
+    for variant in variants:
+        chosen = get_variant(variant).channels_last
+        chosen_speed = statistics.median(layouts[(variant, chosen)])
+        other_speed = statistics.median(layouts[(variant, not chosen)])
+        per_variant.append(
+            {
+                "variant": variant,
+                "channels_last": chosen,
+                "images_per_s": chosen_speed,
+                "other_layout_images_per_s": other_speed,
+                "speedup_over_other_layout": chosen_speed / other_speed,
+            }
+        )
+    shipped = [c.path for c in list_checkpoints(pretrained_dir)]
     return {
         "ours_images_per_s": ours_median,
         "notebook_images_per_s": notebook_median,
         "ratio": ours_median / notebook_median,
         "ours_rounds": ours,
         "notebook_rounds": notebook,
+        "variants": per_variant,
         "steps": steps,
         "rounds": rounds,
         "batch_size": batch_size,

@@ -12,19 +12,16 @@ from plotly.subplots import make_subplots
 from . import CLASSES
 from .models import get_variant
 
-# One colour per variant, shared by every chart so a regularizer looks the same everywhere.
-VARIANT_COLORS = {
-    "baseline": "#4c78a8",
-    "dropout": "#f58518",
-    "l2": "#e45756",
-    "l2_optimized": "#72b7b2",
-    "batch_norm": "#54a24b",
-}
+UNKNOWN_COLOR = "#888888"  # a checkpoint whose variant this version does not know
 _DASHES = ("solid", "dot", "dash", "longdash", "dashdot")
 
 
 def variant_color(variant: str) -> str:
-    return VARIANT_COLORS.get(variant, "#888888")
+    """The registry's colour of the variant, the same on every chart."""
+    try:
+        return get_variant(variant).color
+    except ValueError:
+        return UNKNOWN_COLOR
 
 
 def run_label(run: dict | pd.Series) -> str:
@@ -269,14 +266,17 @@ def probability_bars(probabilities: dict[str, float], variant: str, title: str) 
     return fig
 
 
-def feature_map_grid(maps: list[np.ndarray]) -> go.Figure:
-    """Each conv block's activations, one small heatmap per channel: (6, 28, 28) then (16, 10, 10)."""
+def feature_map_grid(maps: dict[str, np.ndarray]) -> go.Figure:
+    """Each conv layer's activations, one small heatmap per channel, rows labelled by layer:
+    {"conv1": (6, 28, 28), "conv2": (16, 10, 10)}."""
     cols = 8
-    rows_per_block = [math.ceil(len(m) / cols) for m in maps]
-    titles = [f"block {b + 1} · channel {c + 1}" for b, m in enumerate(maps) for c in range(len(m))]
-    fig = make_subplots(rows=sum(rows_per_block), cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04)
-    row_offset = 0
-    for block, (activations, rows) in enumerate(zip(maps, rows_per_block, strict=True)):
+    rows_per_layer = [math.ceil(len(m) / cols) for m in maps.values()]
+    titles = [f"{layer} · channel {c + 1}" for layer, m in maps.items() for c in range(len(m))]
+    fig = make_subplots(rows=sum(rows_per_layer), cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    row_offset, title = 0, iter(titles)
+    for (layer, activations), rows in zip(maps.items(), rows_per_layer, strict=True):
         for channel, activation in enumerate(activations):
             fig.add_trace(
                 go.Heatmap(
@@ -285,19 +285,27 @@ def feature_map_grid(maps: list[np.ndarray]) -> go.Figure:
                     zmax=1,
                     colorscale="RdBu",
                     showscale=False,
-                    name=titles[sum(len(m) for m in maps[:block]) + channel],
+                    name=next(title),
                     hovertemplate="%{z:.2f}<extra>%{fullData.name}</extra>",
                 ),
                 row=row_offset + channel // cols + 1,
                 col=channel % cols + 1,
             )
+        # the layer's name beside its first row (an axis title; the axis itself stays bare)
+        fig.update_yaxes(
+            visible=True,
+            title_text=layer,
+            showticklabels=False,
+            showgrid=False,
+            zeroline=False,
+            row=row_offset + 1,
+            col=1,
+        )
         row_offset += rows
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(
-        title="Feature maps after each conv block (tanh: blue -1 … red +1)",
-        height=110 * sum(rows_per_block) + 60,
-        margin={"t": 40, "b": 0, "l": 0, "r": 0},
+        title="Feature maps after each conv layer (tanh: blue -1 … red +1)",
+        height=110 * sum(rows_per_layer) + 60,
+        margin={"t": 40, "b": 0, "l": 40, "r": 0},
     )
     return fig
 

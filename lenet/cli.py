@@ -11,14 +11,15 @@ import json
 import os
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from . import CLASSES, artifacts, data
 from .models import UnknownVariantError, create_model, list_models
 from .predict import ImageError
+from .reproduce import ReproduceError
 from .store import RunStateError
-from .train import ConfigError, TrainConfig, evaluate, prepare_splits
+from .train import ConfigError, TrainConfig, evaluate, make_run_splits
+from .workspace import Workspace
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -60,9 +61,8 @@ def _stop_on_ctrl_c():
     return lambda: requested["stop"]
 
 
-def cmd_train(args) -> int:
-    from .store import Store
-    from .worker import execute_run
+def cmd_train(args, workspace: Workspace) -> int:
+    from .runs import execute_run
 
     config = TrainConfig.for_variant(
         args.variant,
@@ -73,19 +73,12 @@ def cmd_train(args) -> int:
         seed=args.seed,
         train_limit=args.train_limit,
         device=args.device,
-        init_from=str(args.init_from) if args.init_from else None,
+        init_from=str(args.init_from.resolve()) if args.init_from else None,
     )
     if args.init_from:  # refuse an unusable warm start before anything is recorded
         model, _ = artifacts.load_checkpoint(args.init_from)
         artifacts.check_compatible(model.state_dict(), create_model(config.variant), str(args.init_from))
-    checkpoint = None
-    if args.name or args.out:
-        out_dir = Path(args.out) if args.out else artifacts.runs_dir()
-        name = args.name or f"{config.variant}-{datetime.now():%Y%m%d-%H%M%S}-s{config.seed}"
-        checkpoint = out_dir / f"{name}.pth"
-        if checkpoint.exists():
-            raise UsageError(f"{checkpoint} already exists; choose another --name or --out")
-    splits = prepare_splits(config, args.data_dir)
+    splits = make_run_splits(config, workspace.load_raw(args.data_dir))
     if not args.json:
         print(
             f"training {config.variant} on {len(splits.train):,} images "
@@ -93,9 +86,10 @@ def cmd_train(args) -> int:
             f"lr {config.lr:g}, weight decay {config.weight_decay:g}",
             file=sys.stderr,
         )
-    # Recorded in the run store, so the dashboard shows this run live.
-    store = Store()
-    run_id = store.start_direct_run(config, args.name)
+    # Recorded in the run store like every run, so the dashboard shows this one live.
+    store = workspace.store
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    run_id = store.start_direct_run(config, args.name, data_dir)
     bar = _progress_bar(0, config.variant)
 
     def on_step(step):
@@ -113,10 +107,9 @@ def cmd_train(args) -> int:
             )
 
     result = execute_run(
-        store,
+        workspace,
         run_id,
         splits=splits,
-        checkpoint_path=checkpoint,
         on_step=on_step,
         on_epoch=on_epoch,
         extra_stop=_stop_on_ctrl_c(),
@@ -156,10 +149,8 @@ def cmd_train(args) -> int:
     return 0 if result.status in ("finished", "stopped") else EXIT_FAILED
 
 
-def cmd_runs(args) -> int:
-    from .store import Store
-
-    runs = Store(args.db).list_runs()
+def cmd_runs(args, workspace: Workspace) -> int:
+    runs = workspace.store.list_runs()
     if args.json:
         print(runs.to_json(orient="records", indent=2))
         return 0
@@ -186,38 +177,28 @@ def cmd_runs(args) -> int:
     return 0
 
 
-def cmd_worker(args) -> int:
-    from .store import Store
-    from .worker import run_worker
+def cmd_worker(args, workspace: Workspace) -> int:
+    from .worker import PoolSettings, run_worker
 
-    if args.max_running < 1 or args.idle_exit < 0:
-        raise UsageError("--max-running must be at least 1 and --idle-exit at least 0")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
-    done = run_worker(
-        Store(args.db),
-        threads=args.threads,
-        max_running=args.max_running,
-        idle_exit_s=args.idle_exit,
-        poll_s=args.poll,
-        data_dir=args.data_dir,
-    )
+    if args.idle_exit < 0:
+        raise UsageError("--idle-exit must be at least 0")
+    try:
+        pool = PoolSettings.from_env()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    done = run_worker(workspace, pool=pool, idle_exit_s=args.idle_exit, poll_s=args.poll)
     print(f"worker {os.getpid()}: queue empty, exiting after {done} run(s)", file=sys.stderr)
     return 0
 
 
-def cmd_stop(args) -> int:
-    from .store import Store
-
-    Store(args.db).request_stop(args.run_id)
+def cmd_stop(args, workspace: Workspace) -> int:
+    workspace.store.request_stop(args.run_id)
     print(f"stop requested for run {args.run_id}")
     return 0
 
 
-def cmd_cancel(args) -> int:
-    from .store import Store
-
-    Store(args.db).cancel(args.run_id)
+def cmd_cancel(args, workspace: Workspace) -> int:
+    workspace.store.cancel(args.run_id)
     print(f"run {args.run_id} removed from the queue")
     return 0
 
@@ -226,10 +207,10 @@ def _by_class(values: list[float]) -> dict[str, float]:
     return dict(zip(CLASSES, values, strict=True))
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args, workspace: Workspace) -> int:
     model, metadata = artifacts.load_checkpoint(args.checkpoint)
-    splits = data.make_splits(data.load_raw(args.data_dir))
-    metrics = evaluate(model, splits.test)
+    test = workspace.load_test(args.data_dir).split
+    metrics = evaluate(model, test)
     if args.json:
         print(
             json.dumps(
@@ -248,23 +229,20 @@ def cmd_evaluate(args) -> int:
         return 0
     inferred = " (inferred from its layers)" if metadata.get("inferred") else ""
     print(f"{args.checkpoint}: variant {metadata['variant']}{inferred}")
-    print(
-        f"test accuracy {_percent(metrics.accuracy)} over {len(splits.test):,} images, "
-        f"loss {metrics.loss:.4f}"
-    )
+    print(f"test accuracy {_percent(metrics.accuracy)} over {len(test):,} images, loss {metrics.loss:.4f}")
     for name, value in _by_class(metrics.per_class_accuracy).items():
         print(f"  {name:<12} {_percent(value):>7}")
     return 0
 
 
-def cmd_predict(args) -> int:
+def cmd_predict(args, workspace: Workspace) -> int:
     import torch
 
     from .predict import INFERENCE_THREADS, open_image, predict, to_model_input
 
     torch.set_num_threads(INFERENCE_THREADS)
     image = to_model_input(open_image(args.image))  # a bad image stops here, before anything else
-    paths = args.model or [c.path for c in artifacts.list_checkpoints(artifacts.pretrained_dir())]
+    paths = args.model or [c.path for c in artifacts.list_checkpoints(workspace.pretrained_dir)]
     if not paths:
         raise UsageError("no shipped pretrained models found; pass --model CHECKPOINT")
     models = {}
@@ -286,40 +264,31 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
+def cmd_reproduce(args, workspace: Workspace) -> int:
     from tqdm import tqdm
 
     from .reproduce import aggregate, markdown_table, reproduce
 
-    out_dir = Path(args.out) if args.out else artifacts.home_dir() / "reproduce"
     overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "device": args.device}
-    bar = {"current": None}
-
-    def on_run_start(name, index, total):
-        if bar["current"] is not None:
-            bar["current"].close()
-        print(f"[{index}/{total}] {name}", file=sys.stderr)
-        bar["current"] = tqdm(total=0, desc=name, unit="batch", disable=None, file=sys.stderr)
-
-    def on_step(step):
-        current = bar["current"]
-        current.total = step.total_steps
-        current.update(step.global_step - current.n)
-
-    summaries = reproduce(
-        out_dir,
-        seeds=args.seeds,
-        data_dir=args.data_dir,
-        overrides=overrides,
-        on_run_start=on_run_start,
-        on_step=on_step,
+    bar = tqdm(
+        total=0, unit="run", disable=None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs"
     )
-    if bar["current"] is not None:
-        bar["current"].close()
+
+    def on_progress(runs: list[dict]) -> None:
+        running = [r["name"] for r in runs if r["status"] == "running"]
+        queued = sum(r["status"] == "queued" for r in runs)
+        bar.total = len(runs)
+        bar.n = sum(r["progress"] for r in runs)
+        bar.set_description(f"training {', '.join(running) or '-'}; {queued} queued", refresh=True)
+
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    try:
+        summaries = reproduce(
+            workspace, args.seeds, data_dir=data_dir, overrides=overrides, on_progress=on_progress
+        )
+    finally:
+        bar.close()
     rows = aggregate(summaries)
-    (out_dir / "results.json").write_text(
-        json.dumps({"runs": [vars(s) for s in summaries], "variants": rows}, indent=2)
-    )
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
     if args.publish:
         from .report import publish
@@ -327,18 +296,23 @@ def cmd_reproduce(args) -> int:
         written = publish(summaries, rows)
         print(
             f"wrote {written['results']}, {written['figure']} and {len(written['checkpoints'])} "
-            f"checkpoints in {artifacts.pretrained_dir()}",
+            f"checkpoints in {workspace.pretrained_dir}",
             file=sys.stderr,
         )
     return 0
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args, workspace: Workspace) -> int:
     from .bench import run_bench
 
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     result = run_bench(
-        steps=args.steps, rounds=args.rounds, device=args.device, data_dir=args.data_dir, progress=say
+        workspace.load_raw(args.data_dir),
+        workspace.pretrained_dir,
+        steps=args.steps,
+        rounds=args.rounds,
+        device=args.device,
+        progress=say,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -350,6 +324,14 @@ def cmd_bench(args) -> int:
     print(f"  ours (in-memory tensors)             {result['ours_images_per_s']:>9,.0f} images/s")
     print(f"  notebook (torchvision + DataLoader)  {result['notebook_images_per_s']:>9,.0f} images/s")
     print(f"  ratio                                {result['ratio']:>9.2f}x")
+    print("per variant, in its chosen memory layout (and the other one):")
+    for row in result["variants"]:
+        layout = "channels_last" if row["channels_last"] else "contiguous"
+        print(
+            f"  {row['variant']:<13} {layout:<14} {row['images_per_s']:>9,.0f} images/s  "
+            f"(other layout {row['other_layout_images_per_s']:,.0f}, "
+            f"{row['speedup_over_other_layout']:.2f}x)"
+        )
     if result["predict_ms"] is not None:
         print(
             f"image -> probabilities of all {result['predict_models']} shipped models: "
@@ -384,8 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, help="train on a random subset of N images")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--init-from", type=Path, help="warm start from this checkpoint's weights")
-    p.add_argument("--out", help="folder for the checkpoint (default: artifacts/runs)")
-    p.add_argument("--name", help="checkpoint file name without extension")
+    p.add_argument("--name", help="the run's name (default: <variant>-<run id>)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     data_options(p)
     p.set_defaults(handler=cmd_train)
@@ -403,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("reproduce", help="train the notebook's five runs and compare with its table")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
-    p.add_argument("--out", help="folder for the runs (default: artifacts/reproduce); reruns resume")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1); reruns resume")
     p.add_argument("--epochs", type=int, help="override every run's epochs (quick checks only)")
     p.add_argument("--train-limit", type=int, help="train on a subset (quick checks only)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
@@ -417,24 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(p)
     p.set_defaults(handler=cmd_reproduce)
 
-    p = sub.add_parser("runs", help="list the runs in the run store")
+    p = sub.add_parser("runs", help="list the runs in the run store ($LENET_HOME/runs.db)")
     p.add_argument("--json", action="store_true", help="a JSON list of runs")
-    p.add_argument("--db", help="run database (default: artifacts/runs.db, or $LENET_HOME/runs.db)")
     p.set_defaults(handler=cmd_runs)
 
-    p = sub.add_parser("worker", help="train queued runs in the background until the queue is empty")
-    p.add_argument(
-        "--max-running", type=int, default=1, help="runs training at once, all workers (default 1)"
+    p = sub.add_parser(
+        "worker",
+        help="train queued runs until the queue is empty (one run at a time; $LENET_PARALLEL_RUNS "
+        "runs at once over all workers, $LENET_THREADS_PER_RUN threads each)",
     )
     p.add_argument(
         "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
     )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
-    p.add_argument(
-        "--threads", type=int, help="torch threads (default: all cores but one, for the dashboard)"
-    )
-    p.add_argument("--db", help="run database (default: artifacts/runs.db, or $LENET_HOME/runs.db)")
-    data_options(p)
     p.set_defaults(handler=cmd_worker)
 
     for command, handler, text in (
@@ -443,7 +418,6 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(command, help=text)
         p.add_argument("run_id", type=int)
-        p.add_argument("--db", help="run database (default: artifacts/runs.db)")
         p.set_defaults(handler=handler)
 
     p = sub.add_parser("bench", help="training throughput: our pipeline vs the notebook's")
@@ -464,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[data.ENV_DOWNLOAD] = "1"
         if getattr(args, "seeds", 1) < 1 or getattr(args, "steps", 1) < 1 or getattr(args, "rounds", 1) < 1:
             raise UsageError("--seeds, --steps and --rounds must be at least 1")
-        return args.handler(args)
+        return args.handler(args, Workspace.from_env())
     except (
         UsageError,
         ConfigError,
@@ -476,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"lenet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except ReproduceError as e:
+        print(f"lenet: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("lenet: interrupted", file=sys.stderr)
         return 130

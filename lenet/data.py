@@ -1,8 +1,9 @@
 """FashionMNIST: find the IDX files, decode them once, split, normalize, and serve batches.
 
 Sources are tried in order: an explicit directory (argument or $FASHION_MNIST_DIR), the Debian
-package `dataset-fashion-mnist`, then torchvision's root (downloading only when allowed).
-Everything lives in memory as tensors; batches are index slices, with no per-sample transforms.
+package `dataset-fashion-mnist`, then the workspace's download folder (torchvision downloads there
+only when allowed). Everything lives in memory as tensors; batches are index slices, with no
+per-sample transforms. Galleries and sampling read the test files alone (`load_test`).
 """
 
 from __future__ import annotations
@@ -40,12 +41,6 @@ class DataError(ValueError):
     """The dataset is missing or a file is not valid FashionMNIST IDX data."""
 
 
-def default_download_root() -> Path:
-    from .artifacts import home_dir  # one definition of where $LENET_HOME points
-
-    return home_dir() / "data"
-
-
 def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
     """Decode one IDX file (raw or gzip, told apart by content) into a uint8 array (count, *dims)."""
     try:
@@ -78,8 +73,8 @@ def find_file(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _complete(directory: Path) -> bool:
-    return all(find_file(directory, stem) for stem, _, _ in _FILES.values())
+def _complete(directory: Path, split: str | None = None) -> bool:
+    return all(find_file(directory, stem) for (s, _), (stem, _, _) in _FILES.items() if split in (None, s))
 
 
 def not_found_message(tried: list[str]) -> str:
@@ -91,35 +86,46 @@ def not_found_message(tried: list[str]) -> str:
     )
 
 
-def locate(data_dir: str | Path | None = None, download: bool | None = None) -> Path:
-    """Return the directory holding the four IDX files, trying the sources in order."""
+def locate(
+    data_dir: str | Path | None = None,
+    download: bool | None = None,
+    download_root: Path | None = None,
+    split: str | None = None,
+) -> Path:
+    """Return the directory holding the IDX files (of one split, or all four), trying the sources in order.
+
+    `download_root` is the workspace's data folder: searched last, and where a download goes.
+    """
     tried: list[str] = []
     explicit = data_dir or os.environ.get(ENV_DIR)
     if explicit:
         directory = Path(explicit).expanduser()
-        if _complete(directory):
+        if _complete(directory, split):
             return directory
         # An explicit choice that fails is an error of its own, not a reason to look elsewhere.
-        missing = [stem for stem, _, _ in _FILES.values() if not find_file(directory, stem)]
+        missing = [
+            stem
+            for (s, _), (stem, _, _) in _FILES.items()
+            if split in (None, s) and not find_file(directory, stem)
+        ]
         raise DataError(f"{directory}: missing FashionMNIST files {', '.join(missing)} (.gz or raw)")
-    if _complete(DEBIAN_DIR):
-        return DEBIAN_DIR
-    tried.append(str(DEBIAN_DIR))
-    root = default_download_root()
-    if _complete(root):
-        return root
-    tried.append(str(root))
+    for candidate in (DEBIAN_DIR, download_root):
+        if candidate is None:
+            continue
+        if _complete(candidate, split):
+            return candidate
+        tried.append(str(candidate))
     if download is None:
         download = os.environ.get(ENV_DOWNLOAD, "") not in ("", "0")
-    if download:
+    if download and download_root is not None:
         from torchvision.datasets import FashionMNIST
 
         try:
             for train in (True, False):
-                FashionMNIST(root, train=train, download=True)
+                FashionMNIST(download_root, train=train, download=True)
         except Exception as e:  # network errors come in many types
-            raise DataError(f"download of FashionMNIST into {root} failed: {e}") from None
-        return root
+            raise DataError(f"download of FashionMNIST into {download_root} failed: {e}") from None
+        return download_root
     raise DataError(not_found_message(tried))
 
 
@@ -142,33 +148,33 @@ class RawDataset:
         return digest.hexdigest()[:16]
 
 
-@lru_cache(maxsize=4)
-def _load_raw(directory: Path) -> RawDataset:
-    arrays = {}
-    for key, (stem, magic, dims) in _FILES.items():
-        arrays[key] = read_idx(find_file(directory, stem), magic, dims)
-    for split in ("train", "test"):
-        images, labels = arrays[(split, "images")], arrays[(split, "labels")]
-        if len(images) != len(labels):
-            raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} labels")
-        if labels.size and labels.max() >= NUM_CLASSES:
-            raise DataError(f"{directory}: {split} labels go up to {labels.max()}, expected 0-9")
-    return RawDataset(
-        source=directory,
-        train_images=torch.from_numpy(arrays[("train", "images")].copy()),
-        train_labels=torch.from_numpy(arrays[("train", "labels")].astype(np.int64)),
-        test_images=torch.from_numpy(arrays[("test", "images")].copy()),
-        test_labels=torch.from_numpy(arrays[("test", "labels")].astype(np.int64)),
-    )
+@lru_cache(maxsize=8)
+def _read_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, 28, 28) and int64 labels (N,) of one split, checked against each other."""
+    images = read_idx(find_file(directory, _FILES[(split, "images")][0]), *_FILES[(split, "images")][1:])
+    labels = read_idx(find_file(directory, _FILES[(split, "labels")][0]), *_FILES[(split, "labels")][1:])
+    if len(images) != len(labels):
+        raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} labels")
+    if labels.size and labels.max() >= NUM_CLASSES:
+        raise DataError(f"{directory}: {split} labels go up to {labels.max()}, expected 0-9")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def load_raw(data_dir: str | Path | None = None, download: bool | None = None) -> RawDataset:
+def load_raw(
+    data_dir: str | Path | None = None, download: bool | None = None, download_root: Path | None = None
+) -> RawDataset:
     """Decode FashionMNIST from the first source that has it (cached per process)."""
-    return _load_raw(locate(data_dir, download).resolve())
+    directory = locate(data_dir, download, download_root).resolve()
+    train_images, train_labels = _read_split(directory, "train")
+    test_images, test_labels = _read_split(directory, "test")
+    return RawDataset(directory, train_images, train_labels, test_images, test_labels)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), scaled to [0, 1] then standardized."""
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), scaled to [0, 1] then standardized.
+
+    The one definition of the input normalization: training, evaluation and the sandbox all use it.
+    """
     return images.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
 
 
@@ -191,6 +197,22 @@ class Splits:
     test: Split
     fingerprint: str
     source: str
+
+
+@dataclass(frozen=True)
+class TestImages:
+    """The test images alone, for galleries and sampling: nothing of the training set is read."""
+
+    __test__ = False  # not a pytest test class
+
+    images: torch.Tensor  # uint8 (N, 28, 28), as stored: what a person is shown
+    split: Split  # normalized: exactly what the models were tested on
+
+
+def load_test(data_dir: str | Path | None = None, download_root: Path | None = None) -> TestImages:
+    directory = locate(data_dir, False, download_root, split="test").resolve()
+    images, labels = _read_split(directory, "test")
+    return TestImages(images, Split(normalize(images), labels))
 
 
 def make_splits(

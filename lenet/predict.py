@@ -19,7 +19,8 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from . import CLASSES
-from .data import IMAGE_SIZE, MEAN, STD
+from .data import IMAGE_SIZE, normalize
+from .models import layer_names
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # decoded size cap: a few KB of PNG can claim gigapixels (decompression bomb)
@@ -139,21 +140,9 @@ def to_model_input(image: Image.Image | np.ndarray) -> Preprocessed:
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     canvas.paste(crop_image, ((IMAGE_SIZE - crop_image.width) // 2, (IMAGE_SIZE - crop_image.height) // 2))
     image28 = np.asarray(canvas, dtype=np.uint8)
-    tensor = (
-        torch.from_numpy(image28.copy())
-        .float()
-        .div(255)
-        .sub(MEAN)
-        .div(STD)
-        .reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    return Preprocessed(
+        image28=image28, tensor=normalize(torch.from_numpy(image28.copy())[None]), inverted=inverted
     )
-    return Preprocessed(image28=image28, tensor=tensor, inverted=inverted)
-
-
-def dataset_image_to_tensor(image28: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A FashionMNIST uint8 (28, 28) image as-is (no preprocessing) -> normalized (1, 1, 28, 28)."""
-    values = torch.as_tensor(np.asarray(image28), dtype=torch.float32)
-    return values.div(255).sub(MEAN).div(STD).reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -188,20 +177,20 @@ def predict(models: dict[str, nn.Module], tensor: torch.Tensor) -> list[Predicti
     return predictions
 
 
-def feature_maps(model: nn.Module, tensor: torch.Tensor) -> list[np.ndarray]:
-    """Activations after each conv block's tanh: [(6, 28, 28), (16, 10, 10)]."""
-    maps = []
-    hooks = [
-        module.register_forward_hook(lambda _m, _i, out: maps.append(out[0].detach().numpy().copy()))
-        for module in model.feature
-        if isinstance(module, nn.Tanh)
-    ]
-    try:
-        with torch.inference_mode():
-            model(tensor)
-    finally:
-        for hook in hooks:
-            hook.remove()
+@torch.inference_mode()
+def feature_maps(model: nn.Module, tensor: torch.Tensor) -> dict[str, np.ndarray]:
+    """Activations after each conv layer's tanh, by layer name: {"conv1": (6, 28, 28), "conv2": (16, 10, 10)}.
+
+    The feature layers run one by one instead of through forward hooks: models are shared by every
+    dashboard session, and a hook on a shared model could hand one session another's activations.
+    """
+    names = layer_names(model)
+    maps, layer, x = {}, None, tensor
+    for index, module in enumerate(model.feature):
+        x = module(x)
+        layer = names.get(f"feature.{index}", layer)
+        if isinstance(module, nn.Tanh):
+            maps[layer] = x[0].numpy().copy()
     return maps
 
 

@@ -1,10 +1,10 @@
-"""One-click sets of runs for a class: the notebook's five runs, and a quick demo of the same."""
+"""One-click sets of runs for a class: every registered variant, on full data or as a quick demo."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .reproduce import NOTEBOOK_VARIANTS
+from .models import list_models
 from .train import TrainConfig
 
 
@@ -16,7 +16,7 @@ class Preset:
     overrides: dict
 
     def configs(self, seed: int = 0) -> list[TrainConfig]:
-        return [TrainConfig.for_variant(v, seed=seed, **self.overrides) for v in NOTEBOOK_VARIANTS]
+        return [TrainConfig.for_variant(v, seed=seed, **self.overrides) for v in list_models()]
 
 
 PRESETS = {

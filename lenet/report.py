@@ -10,12 +10,9 @@ import statistics
 from pathlib import Path
 
 from . import artifacts
-from .charts import VARIANT_COLORS
 from .models import get_variant
-from .reproduce import NOTEBOOK_VARIANTS, RunSummary, markdown_table
-
-GOALS = {"batch_norm": 0.90, "l2": None}  # the notebook's target is 0.88; L2 at 0.01 is exempt
-DEFAULT_GOAL = 0.88
+from .reproduce import RunSummary, markdown_table
+from .workspace import REPO_ROOT
 
 
 def ship_checkpoints(summaries: list[RunSummary], target: Path, seed: int = 0) -> list[Path]:
@@ -27,8 +24,8 @@ def ship_checkpoints(summaries: list[RunSummary], target: Path, seed: int = 0) -
             continue
         source = Path(summary.checkpoint)
         metadata = artifacts.read_metadata(source)
+        metadata["published_from"] = metadata.get("name") or source.stem  # the run's name
         metadata["name"] = f"{get_variant(summary.variant).title} (pretrained)"
-        metadata["published_from"] = source.stem
         weights = target / f"{summary.variant}.pth"
         artifacts.atomic_write_bytes(weights, source.read_bytes())
         artifacts.atomic_write_bytes(
@@ -46,14 +43,14 @@ def plot_curves(summaries: list[RunSummary], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_val, ax_gap) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
-    for variant in NOTEBOOK_VARIANTS:
+    for variant in dict.fromkeys(s.variant for s in summaries):
         histories = [
             artifacts.read_metadata(s.checkpoint)["history"] for s in summaries if s.variant == variant
         ]
         if not histories:
             continue
         epochs = range(1, len(histories[0]) + 1)
-        color, label = VARIANT_COLORS[variant], get_variant(variant).title
+        color, label = get_variant(variant).color, get_variant(variant).title
         for ax, value in (
             (ax_val, lambda h: 100 * h["val_accuracy"]),
             (ax_gap, lambda h: 100 * (h["train_accuracy"] - h["val_accuracy"])),
@@ -94,7 +91,7 @@ def plot_curves(summaries: list[RunSummary], path: Path) -> Path:
 def _goal_lines(rows: list[dict]) -> list[str]:
     lines = []
     for row in rows:
-        goal = GOALS.get(row["variant"], DEFAULT_GOAL)
+        goal = get_variant(row["variant"]).test_goal
         test = 100 * row["test_accuracy"]
         if goal is None:
             lines.append(
@@ -228,7 +225,7 @@ accuracy against its metadata.
     return path
 
 
-def publish(summaries: list[RunSummary], rows: list[dict], root: Path = artifacts.REPO_ROOT) -> dict:
+def publish(summaries: list[RunSummary], rows: list[dict], root: Path = REPO_ROOT) -> dict:
     """Write RESULTS.md, docs/validation_curves.png and artifacts/pretrained/ under `root`."""
     figure = plot_curves(summaries, root / "docs" / "validation_curves.png")
     results = write_results(summaries, rows, root / "RESULTS.md", figure)

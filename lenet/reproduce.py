@@ -1,34 +1,35 @@
-"""Re-run the original notebook's five configurations and tabulate them beside its reported numbers.
+"""Re-run the original notebook's configurations through the run store and tabulate them beside
+its reported numbers.
 
-Runs are saved as ordinary checkpoints under one folder, named `<variant>-seed<k>`; a rerun skips
-every run whose finished checkpoint is already there, so an interrupted reproduce resumes.
+`reproduce` queues one run per variant x seed (source `reproduce`), lets the worker pool train
+them, and waits: they show on the dashboard's Live page while they train and can be stopped there.
+A rerun reuses every finished run of the same configuration (and waits for those still queued or
+training), so an interrupted reproduce resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import artifacts
-from .train import TrainConfig, prepare_splits, train
+from .models import get_variant, list_models
+from .store import ACTIVE, Store
+from .train import TrainConfig
+from .worker import PoolSettings, ensure_workers
+from .workspace import Workspace
 
-# The notebook's five experiments: the variant defaults already carry their epochs / weight decay.
-NOTEBOOK_VARIANTS = ("baseline", "dropout", "l2", "l2_optimized", "batch_norm")
+SOURCE = "reproduce"
 
-# Final (train, validation) accuracy the notebook reported; it never measured test accuracy.
-NOTEBOOK_REPORTED = {
-    "baseline": (0.932, 0.892),
-    "dropout": (0.889, 0.897),
-    "l2": (0.843, 0.851),
-    "l2_optimized": (0.908, 0.887),
-    "batch_norm": (0.945, 0.902),
-}
+
+class ReproduceError(RuntimeError):
+    """Some runs did not finish (stopped, diverged, failed or interrupted)."""
 
 
 @dataclass(frozen=True)
 class RunSummary:
+    run_id: int
     variant: str
     seed: int
     epochs: int
@@ -44,57 +45,97 @@ def run_name(variant: str, seed: int) -> str:
     return f"{variant}-seed{seed}"
 
 
-def _summary(metadata: dict, checkpoint: Path) -> RunSummary:
-    config = metadata["config"]
-    return RunSummary(
-        variant=metadata["variant"],
-        seed=config["seed"],
-        epochs=config["epochs"],
-        weight_decay=config["weight_decay"],
-        train_accuracy=metadata["train_accuracy"],
-        val_accuracy=metadata["val_accuracy"],
-        test_accuracy=metadata["test_accuracy"],
-        seconds=metadata["train_seconds"],
-        checkpoint=str(checkpoint),
-    )
+def configs_for(seeds: int, overrides: dict | None = None) -> list[TrainConfig]:
+    """Every registered variant with its own defaults (epochs, weight decay), for seeds 0..seeds-1."""
+    overrides = overrides or {}
+    return [
+        TrainConfig.for_variant(variant, seed=seed, **overrides)
+        for seed in range(seeds)
+        for variant in list_models()
+    ]
+
+
+def queue_runs(store: Store, configs: list[TrainConfig], data_dir: str | None = None) -> list[int]:
+    """One run id per config: a finished (or still active) reproduce run of the same configuration
+    and data if there is one, otherwise a newly queued run."""
+    earlier = [
+        run
+        for run in store.list_runs().to_dict("records")
+        if run["source"] == SOURCE and (run["data_dir"] or None) == data_dir
+    ]
+    ids = []
+    for config in configs:
+        same = [run for run in earlier if run["config"] == config.to_dict()]  # newest first
+        finished = [run for run in same if run["status"] == "finished" and run["checkpoint"]]
+        active = [run for run in same if run["status"] in ACTIVE]
+        if finished or active:
+            ids.append(int((finished or active)[0]["id"]))
+        else:
+            name = run_name(config.variant, config.seed)
+            ids.append(store.enqueue(config, name, source=SOURCE, data_dir=data_dir))
+    return ids
+
+
+def wait_for_runs(
+    workspace: Workspace,
+    run_ids: list[int],
+    *,
+    pool: PoolSettings | None = None,
+    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+    poll_s: float = 1.0,
+) -> list[dict]:
+    """Keep the worker pool going until every run has ended; Ctrl-C stops and cancels them."""
+    store = workspace.store
+    try:
+        while True:
+            runs = [store.get_run(i) for i in run_ids]
+            on_progress(runs)
+            if not any(run["status"] in ACTIVE for run in runs):
+                return runs
+            ensure_workers(workspace, pool)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for run in (store.get_run(i) for i in run_ids):
+            if run["status"] == "queued":
+                store.cancel(run["id"])
+            elif run["status"] == "running":
+                store.request_stop(run["id"])
+        raise
 
 
 def reproduce(
-    out_dir: Path,
+    workspace: Workspace,
     seeds: int = 1,
+    *,
     data_dir: str | None = None,
     overrides: dict | None = None,
-    on_run_start: Callable[[str, int, int], None] = lambda name, index, total: None,
-    on_step=None,
+    pool: PoolSettings | None = None,
+    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+    poll_s: float = 1.0,
 ) -> list[RunSummary]:
-    """Train (or reuse) every variant x seed; return one summary per run."""
-    overrides = overrides or {}
-    configs = [
-        TrainConfig.for_variant(variant, seed=seed, **overrides)
-        for seed in range(seeds)
-        for variant in NOTEBOOK_VARIANTS
-    ]
-    splits = None
-    summaries = []
-    for index, config in enumerate(configs, start=1):
-        name = run_name(config.variant, config.seed)
-        checkpoint = Path(out_dir) / f"{name}.pth"
-        existing = artifacts.read_metadata(checkpoint) if checkpoint.exists() else None
-        if existing and existing.get("config") == config.to_dict() and existing.get("status") == "finished":
-            summaries.append(_summary(existing, checkpoint))
-            continue
-        on_run_start(name, index, len(configs))
-        if splits is None:
-            splits = prepare_splits(configs[0], data_dir)
-        result = train(config, splits, on_step=on_step)
-        if result.status != "finished":
-            raise RuntimeError(f"{name}: {result.status}: {result.message}")
-        metadata = artifacts.build_metadata(
-            result, name=name, fingerprint=splits.fingerprint, source=splits.source
-        )
-        artifacts.save_checkpoint(result.model, metadata, checkpoint)
-        summaries.append(_summary(metadata, checkpoint))
-    return summaries
+    """Train (or reuse) every variant x seed through the store; one summary per run."""
+    run_ids = queue_runs(workspace.store, configs_for(seeds, overrides), data_dir)
+    runs = wait_for_runs(workspace, run_ids, pool=pool, on_progress=on_progress, poll_s=poll_s)
+    unfinished = [run for run in runs if run["status"] != "finished"]
+    if unfinished:
+        listed = "; ".join(f"run {r['id']} {r['name']} {r['status']} ({r['message']})" for r in unfinished)
+        raise ReproduceError(f"{listed}. Run reproduce again to train what is missing.")
+    return [_summary(run) for run in runs]
+
+
+def _summary(run: dict) -> RunSummary:
+    return RunSummary(
+        run_id=run["id"],
+        variant=run["variant"],
+        seed=run["seed"],
+        epochs=run["epochs"],
+        weight_decay=run["weight_decay"],
+        train_accuracy=run["train_accuracy"],
+        val_accuracy=run["val_accuracy"],
+        test_accuracy=run["test_accuracy"],
+        seconds=run["train_seconds"],
+        checkpoint=run["checkpoint"],
+    )
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -115,7 +156,7 @@ def aggregate(summaries: list[RunSummary]) -> list[dict]:
         for key in ("train_accuracy", "val_accuracy", "test_accuracy", "seconds"):
             row[key], row[key + "_std"] = _mean_std([getattr(s, key) for s in runs])
         row["gap"], row["gap_std"] = _mean_std([s.train_accuracy - s.val_accuracy for s in runs])
-        row["notebook_train"], row["notebook_val"] = NOTEBOOK_REPORTED.get(variant, (None, None))
+        row["notebook_train"], row["notebook_val"] = get_variant(variant).notebook or (None, None)
         rows.append(row)
     return rows
 

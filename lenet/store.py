@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import home_dir, metadata_path
+from .artifacts import metadata_path
 from .train import EpochMetrics, StepMetrics, TrainConfig
 
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")
@@ -79,6 +79,8 @@ MIGRATIONS = [
         heartbeat_at REAL NOT NULL
     );
     """,
+    # the dataset folder a run was asked to train on (NULL: the workspace's usual sources)
+    "ALTER TABLE runs ADD COLUMN data_dir TEXT",
 ]
 
 # A running run whose heartbeat is stale reads as interrupted, whoever reads it.
@@ -92,12 +94,15 @@ class RunStateError(ValueError):
 
 
 class Store:
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else home_dir() / "runs.db"
+    """The run database at `path`. Build it once per process (the `Workspace` does) and share it:
+    opening migrates the schema if needed; after that, reads never take the write lock."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            self._migrate(db)
+            if db.execute("PRAGMA user_version").fetchone()[0] != len(MIGRATIONS):
+                self._migrate(db)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -125,9 +130,10 @@ class Store:
             db.execute("COMMIT")
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, with the first migration
         db.execute("BEGIN IMMEDIATE")
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # again, now under the lock
             if version > len(MIGRATIONS):
                 raise RuntimeError(
                     f"{self.path} was written by a newer version (schema {version}); update the code"
@@ -147,21 +153,32 @@ class Store:
 
     # -- queue -------------------------------------------------------------------------------
 
-    def enqueue(self, config: TrainConfig, name: str | None = None) -> int:
+    def enqueue(
+        self,
+        config: TrainConfig,
+        name: str | None = None,
+        *,
+        source: str = "queue",
+        data_dir: str | None = None,
+    ) -> int:
         """Add a run to the queue; a worker will pick it up. Returns the run id."""
-        return self._insert(config.validated(), name, status="queued", source="queue")
+        return self._insert(config.validated(), name, status="queued", source=source, data_dir=data_dir)
 
-    def start_direct_run(self, config: TrainConfig, name: str | None = None) -> int:
+    def start_direct_run(
+        self, config: TrainConfig, name: str | None = None, data_dir: str | None = None
+    ) -> int:
         """Record a run that this process trains itself (`python -m lenet train`)."""
-        return self._insert(config.validated(), name, status="running", source="cli")
+        return self._insert(config.validated(), name, status="running", source="cli", data_dir=data_dir)
 
-    def _insert(self, config: TrainConfig, name: str | None, status: str, source: str) -> int:
+    def _insert(
+        self, config: TrainConfig, name: str | None, status: str, source: str, data_dir: str | None
+    ) -> int:
         now = time.time()
         running = status == "running"
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (name, variant, config, status, source, created_at, started_at,"
-                " heartbeat_at, worker_pid, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, worker_pid, attempts, data_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name or "",
                     config.variant,
@@ -173,6 +190,7 @@ class Store:
                     now if running else None,
                     os.getpid() if running else None,
                     1 if running else 0,
+                    str(data_dir) if data_dir else None,
                 ),
             )
             run_id = cursor.lastrowid
@@ -237,16 +255,25 @@ class Store:
 
     def delete(self, run_id: int) -> None:
         """Delete a run, its metrics and its checkpoint files. Running runs must be stopped first."""
-        run = self.get_run(run_id)
-        if run is None:
-            raise RunStateError(f"run {run_id} does not exist")
-        if run["status"] == "running":
+        with self._connect() as db:
+            # One statement: the status check and the delete cannot be separated by a worker's claim.
+            row = db.execute(
+                f"DELETE FROM runs WHERE id = :id AND ({_EFFECTIVE_STATUS}) != 'running'"
+                " RETURNING checkpoint",
+                {"id": run_id, "stale": time.time() - heartbeat_timeout_s()},
+            ).fetchone()
+        if row is None:
+            if self.get_run(run_id) is None:
+                raise RunStateError(f"run {run_id} does not exist")
             raise RunStateError(f"run {run_id} is running; stop it before deleting it")
-        with self._transaction() as db:
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        if run["checkpoint"]:
-            Path(run["checkpoint"]).unlink(missing_ok=True)
-            metadata_path(run["checkpoint"]).unlink(missing_ok=True)
+        if row["checkpoint"]:
+            checkpoint = self._resolve(row["checkpoint"])
+            checkpoint.unlink(missing_ok=True)
+            metadata_path(checkpoint).unlink(missing_ok=True)
+
+    def _resolve(self, checkpoint: str) -> Path:
+        """Checkpoint paths are stored relative to the database's folder, so a home can be moved."""
+        return self.path.parent / checkpoint
 
     # -- progress, written by the process that trains ---------------------------------------
 
@@ -297,6 +324,8 @@ class Store:
         """Final status, metrics and checkpoint path, in one transaction."""
         if status not in STATUSES or status in ACTIVE:
             raise ValueError(f"not a final status: {status!r}")
+        if checkpoint is not None:
+            checkpoint = os.path.relpath(checkpoint, self.path.parent)
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET status = ?, message = ?, checkpoint = ?, test_accuracy = ?,"
@@ -345,7 +374,7 @@ class Store:
                 f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs WHERE id = :id",
                 {"id": run_id, "stale": time.time() - heartbeat_timeout_s()},
             ).fetchone()
-        return _run_dict(row) if row else None
+        return self._run_dict(row) if row else None
 
     def list_runs(self, statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
         """All runs, newest first, one row each, with the config expanded into columns."""
@@ -354,7 +383,7 @@ class Store:
                 f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs ORDER BY id DESC",
                 {"stale": time.time() - heartbeat_timeout_s()},
             ).fetchall()
-        runs = [_run_dict(row) for row in rows]
+        runs = [self._run_dict(row) for row in rows]
         if statuses is not None:
             runs = [r for r in runs if r["status"] in statuses]
         frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
@@ -375,6 +404,23 @@ class Store:
             ).fetchall()
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]
         return pd.DataFrame([dict(r) for r in rows], columns=columns)
+
+    def _run_dict(self, row: sqlite3.Row) -> dict:
+        run = dict(row)
+        run["status"] = run.pop("effective_status")
+        config = json.loads(run["config"])
+        run["config"] = config
+        for key in ("epochs", "lr", "weight_decay", "batch_size", "seed", "train_limit"):
+            run[key] = config.get(key)
+        global_step, total = run.pop("global_step"), run["total_steps"]
+        run["progress"] = global_step / total if total else (1.0 if run["status"] == "finished" else 0.0)
+        if run["train_accuracy"] is not None and run["val_accuracy"] is not None:
+            run["gap"] = run["train_accuracy"] - run["val_accuracy"]
+        else:
+            run["gap"] = None
+        if run["checkpoint"]:
+            run["checkpoint"] = str(self._resolve(run["checkpoint"]))
+        return run
 
 
 RUN_COLUMNS = [
@@ -407,21 +453,6 @@ RUN_COLUMNS = [
     "stop_requested",
     "checkpoint",
     "message",
+    "data_dir",
     "config",
 ]
-
-
-def _run_dict(row: sqlite3.Row) -> dict:
-    run = dict(row)
-    run["status"] = run.pop("effective_status")
-    config = json.loads(run["config"])
-    run["config"] = config
-    for key in ("epochs", "lr", "weight_decay", "batch_size", "seed", "train_limit"):
-        run[key] = config.get(key)
-    global_step, total = run.pop("global_step"), run["total_steps"]
-    run["progress"] = global_step / total if total else (1.0 if run["status"] == "finished" else 0.0)
-    if run["train_accuracy"] is not None and run["val_accuracy"] is not None:
-        run["gap"] = run["train_accuracy"] - run["val_accuracy"]
-    else:
-        run["gap"] = None
-    return run

@@ -11,7 +11,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -150,8 +149,8 @@ def check_train_limit(config: TrainConfig, dataset_size: int) -> None:
         )
 
 
-def prepare_splits(config: TrainConfig, data_dir: str | Path | None = None) -> data.Splits:
-    raw = data.load_raw(data_dir)
+def make_run_splits(config: TrainConfig, raw: data.RawDataset) -> data.Splits:
+    """The train / validation / test splits this config trains on (its subset size checked first)."""
     check_train_limit(config, len(raw.train_labels))
     return data.make_splits(raw, config.val_fraction, config.split_seed, config.train_limit)
 
@@ -224,7 +223,7 @@ def evaluate(model: nn.Module, split: data.Split, batch_size: int = 1000) -> Eva
     confusion = MulticlassConfusionMatrix(num_classes=data.NUM_CLASSES).to(device)
     loss_sum = torch.zeros((), device=device)
     for images, labels in data.iterate_batches(split.to(device), batch_size):
-        logits = model(_channels_last(images))
+        logits = model(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         preds = logits.argmax(dim=1)
         for metric in (accuracy, per_class, confusion):
@@ -244,11 +243,6 @@ def default_log_interval(total_steps: int) -> int:
     return max(5, math.ceil(total_steps / MAX_STEP_POINTS))
 
 
-def _channels_last(images: torch.Tensor) -> torch.Tensor:
-    # oneDNN's convolutions run faster on NHWC; the values are unchanged.
-    return images.contiguous(memory_format=torch.channels_last)
-
-
 def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device):
     # The notebook's optimizer: Adam with L2 as weight_decay (added to the gradient, not AdamW).
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of a loop
@@ -264,11 +258,13 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     log_every: int | None = None,
     init_state: dict[str, torch.Tensor] | None = None,
+    channels_last: bool | None = None,
 ) -> TrainResult:
     """Train one model. Same config, seed and device give the same metrics.
 
     `should_stop` is polled between batches; when it returns True the run ends with the weights
-    of the last completed epoch. A non-finite loss ends the run as diverged.
+    of the last completed epoch. A non-finite loss ends the run as diverged. `channels_last`
+    overrides the variant's measured memory layout (for `bench`, which measures both).
     """
     config.validated()
     device = resolve_device(config.device)
@@ -276,10 +272,15 @@ def train(
     torch.manual_seed(config.seed)  # weight init and dropout masks
     shuffle = torch.Generator().manual_seed(config.seed)
 
-    model = get_variant(config.variant).build()
+    variant = get_variant(config.variant)
+    model = variant.build()
     if init_state is not None:
         model.load_state_dict(init_state)
-    model = model.to(device, memory_format=torch.channels_last)
+    # NHWC weights make oneDNN pick its faster convolutions for some variants, not all (see the
+    # registry); the values are the same either way. A 1-channel input is already NHWC-contiguous.
+    nhwc = variant.channels_last if channels_last is None else channels_last
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    model = model.to(device, memory_format=layout)
     optimizer = _make_optimizer(model, config, device)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
 
@@ -308,7 +309,7 @@ def train(
                 result.status = "stopped"
                 result.message = f"stopped during epoch {epoch}; kept the weights after epoch {epoch - 1}"
                 break
-            logits = model(_channels_last(images))
+            logits = model(images)
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -376,22 +377,3 @@ def train(
         result.model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     result.seconds = time.perf_counter() - started
     return result
-
-
-def describe_environment() -> dict:
-    """Library versions and hardware, saved in checkpoint metadata."""
-    import platform
-
-    import torchmetrics
-    import torchvision
-
-    from . import __version__
-
-    return {
-        "lenet": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torchmetrics": torchmetrics.__version__,
-        "python": platform.python_version(),
-        "cpu_threads": torch.get_num_threads(),
-    }

@@ -1,9 +1,14 @@
-"""Background trainer: drains the run queue in the store, one run at a time per process.
+"""The worker pool: background processes that drain the run queue in the store.
 
-`python -m lenet worker` claims queued runs, trains each with `lenet.train.train`, streams metrics
-into the store, saves the checkpoint atomically and records the final status. A heartbeat thread
-keeps the run and the worker visibly alive, also during long evaluations; a worker that dies stops
-beating and its run reads as interrupted. The dashboard starts one detached when needed.
+Each `python -m lenet worker` process trains one run at a time through the run service
+(`lenet.runs.execute_run`); the pool is as many of them as `PoolSettings.parallel_runs`, and
+`claim_next` keeps the number of runs training at once within that limit whoever started them.
+`ensure_workers` tops the pool up; the dashboard and `reproduce` call it after queuing runs.
+
+Why several single-threaded runs rather than one run on every core: LeNet-5's small convolutions
+scale poorly across threads, so two runs at one thread each train more images per second in total
+than one run on two threads (measured on 2 cores: see README, "Throughput"). Workers run at a
+lower CPU priority, so the dashboard and the browser drawing it stay responsive while they train.
 """
 
 from __future__ import annotations
@@ -11,164 +16,72 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import nullcontext
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-from . import artifacts
-from .data import Splits
-from .store import HEARTBEAT_INTERVAL_S, Store
-from .train import EpochMetrics, StepMetrics, TrainConfig, TrainResult, prepare_splits, train
+from .runs import Heartbeat, execute_run
+from .workspace import REPO_ROOT, Workspace
+
+WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a scheduler tick
+ENV_PARALLEL = "LENET_PARALLEL_RUNS"
+ENV_THREADS = "LENET_THREADS_PER_RUN"
 
 
-class _Heartbeat:
-    """Beat for a worker and/or a run every HEARTBEAT_INTERVAL_S on a thread of its own."""
-
-    def __init__(self, store: Store, *, worker_pid: int | None = None):
-        self.store = store
-        self.worker_pid = worker_pid
-        self.run_id: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lenet-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_INTERVAL_S):
-            try:
-                if self.worker_pid is not None:
-                    self.store.worker_heartbeat(self.worker_pid)
-                if self.run_id is not None:
-                    self.store.heartbeat(self.run_id)
-            except Exception as e:  # a busy database must not kill the trainer; retry next beat
-                print(f"lenet worker: heartbeat failed: {e}", file=sys.stderr)
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def default_checkpoint_path(run: dict) -> Path:
-    path = artifacts.runs_dir() / f"{run['name']}.pth"
-    # Never overwrite another run's checkpoint: a repeated custom name gets the run id appended.
-    return path.with_name(f"{run['name']}-run{run['id']}.pth") if path.exists() else path
+@dataclass(frozen=True)
+class PoolSettings:
+    parallel_runs: int  # runs training at once, over all workers
+    threads_per_run: int  # torch intra-op threads of each
 
+    @classmethod
+    def for_cores(cls, cores: int) -> PoolSettings:
+        """One single-threaded run per core, at most 8 (each holds the dataset, ~0.5 GB)."""
+        parallel = max(1, min(cores, 8))
+        return cls(parallel, max(1, cores // parallel))
 
-def execute_run(
-    store: Store,
-    run_id: int,
-    *,
-    data_dir: str | None = None,
-    splits: Splits | None = None,
-    checkpoint_path: Path | None = None,
-    on_step: Callable[[StepMetrics], None] | None = None,
-    on_epoch: Callable[[EpochMetrics], None] | None = None,
-    extra_stop: Callable[[], bool] = lambda: False,
-    heartbeat: _Heartbeat | None = None,
-) -> TrainResult:
-    """Train a run the store already marks as running; record everything; return the TrainResult."""
-    run = store.get_run(run_id)
-    config = TrainConfig.from_dict(run["config"])
-    with nullcontext(heartbeat) if heartbeat else _Heartbeat(store) as beat:
-        beat.run_id = run_id
+    @classmethod
+    def from_env(cls) -> PoolSettings:
+        """The defaults for this machine, overridden by $LENET_PARALLEL_RUNS / $LENET_THREADS_PER_RUN."""
+        default = cls.for_cores(available_cores())
         try:
-            return _train_and_record(
-                store, run, config, data_dir, splits, checkpoint_path, on_step, on_epoch, extra_stop
-            )
-        except Exception as e:
-            store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
-            raise
-        finally:
-            beat.run_id = None
-
-
-def _train_and_record(store, run, config, data_dir, splits, checkpoint_path, on_step, on_epoch, extra_stop):
-    run_id = run["id"]
-    init_state = None
-    if config.init_from:
-        init_state = artifacts.load_checkpoint(config.init_from)[0].state_dict()
-    splits = splits or prepare_splits(config, data_dir)
-
-    def step(metrics: StepMetrics) -> None:
-        store.record_step(run_id, metrics)
-        if on_step:
-            on_step(metrics)
-
-    def epoch(metrics: EpochMetrics) -> None:
-        store.record_epoch(run_id, metrics)
-        if on_epoch:
-            on_epoch(metrics)
-
-    with store.stop_watch(run_id) as stop_requested:
-        result = train(
-            config,
-            splits,
-            on_step=step,
-            on_epoch=epoch,
-            init_state=init_state,
-            should_stop=lambda: extra_stop() or stop_requested(),
-        )
-    checkpoint = None
-    if result.model is not None:
-        metadata = artifacts.build_metadata(
-            result, name=run["name"], fingerprint=splits.fingerprint, source=splits.source
-        )
-        metadata["run_id"] = run_id
-        path = checkpoint_path or default_checkpoint_path(run)
-        checkpoint = str(artifacts.save_checkpoint(result.model, metadata, path))
-    message = result.message
-    if result.status == "stopped" and checkpoint is None:
-        message = "stopped before the first epoch finished; no checkpoint was saved"
-    store.finish(
-        run_id,
-        result.status,
-        message=message,
-        checkpoint=checkpoint,
-        test_accuracy=result.test_accuracy,
-        train_seconds=result.seconds,
-    )
-    return result
-
-
-def default_threads() -> int:
-    """Leave one core to the dashboard and the browser drawing its charts.
-
-    Measured on a 2-core machine with one core busy: 2 threads took 15.4 s for what 1 thread did
-    in 7.2 s (OpenMP threads wait on each other when one of them is not scheduled).
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+            parallel = int(os.environ.get(ENV_PARALLEL) or default.parallel_runs)
+            threads = int(os.environ.get(ENV_THREADS) or default.threads_per_run)
+        except ValueError:
+            raise ValueError(f"${ENV_PARALLEL} and ${ENV_THREADS} must be whole numbers") from None
+        if parallel < 1 or threads < 1:
+            raise ValueError(f"${ENV_PARALLEL} and ${ENV_THREADS} must be at least 1")
+        return cls(parallel, threads)
 
 
 def run_worker(
-    store: Store | None = None,
+    workspace: Workspace,
     *,
-    threads: int | None = None,
-    max_running: int = 1,
+    pool: PoolSettings | None = None,
     idle_exit_s: float = 60.0,
     poll_s: float = 1.0,
-    data_dir: str | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
 ) -> int:
     """Claim and train queued runs until the queue has been empty for `idle_exit_s`; return runs done."""
-    store = store or Store()
-    torch.set_num_threads(threads or default_threads())
+    pool = pool or PoolSettings.from_env()
+    store = workspace.store
+    torch.set_num_threads(pool.threads_per_run)
+    os.nice(WORKER_NICENESS)
     pid = os.getpid()
     store.register_worker(pid)
     done = 0
     try:
-        with _Heartbeat(store, worker_pid=pid) as heartbeat:
+        with Heartbeat(store, worker_pid=pid) as heartbeat:
             idle_since = time.monotonic()
             while True:
                 store.mark_interrupted()
-                run_id = store.claim_next(pid, max_running)
+                run_id = store.claim_next(pid, pool.parallel_runs)
                 if run_id is None:
                     if time.monotonic() - idle_since > idle_exit_s:
                         break
@@ -176,7 +89,7 @@ def run_worker(
                     continue
                 log(f"worker {pid}: training run {run_id}")
                 try:
-                    result = execute_run(store, run_id, data_dir=data_dir, heartbeat=heartbeat)
+                    result = execute_run(workspace, run_id, heartbeat=heartbeat)
                     log(f"worker {pid}: run {run_id} {result.status}")
                 except Exception as e:  # recorded as failed; carry on with the queue
                     log(f"worker {pid}: run {run_id} failed: {e}")
@@ -188,24 +101,37 @@ def run_worker(
     return done
 
 
-def ensure_worker(store: Store | None = None, log_path: Path | None = None) -> int | None:
-    """Start a detached `python -m lenet worker` if runs are queued and no live worker exists.
-
-    Returns the new worker's pid, or None when none was needed.
-    """
-    store = store or Store()
-    if store.live_workers() or store.list_runs(("queued",)).empty:
-        return None
-    log_path = log_path or store.path.parent / "worker.log"
-    env = {**os.environ, "LENET_HOME": str(store.path.parent)}
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lenet", "worker", "--db", str(store.path)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parent.parent,
-            env=env,
-            start_new_session=True,  # outlives the dashboard's script run and its session
-        )
-    return process.pid
+def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> list[int]:
+    """Start detached `python -m lenet worker` processes until the pool can train every queued run
+    (up to `parallel_runs` workers in all). Returns the pids started, often none."""
+    pool = pool or PoolSettings.from_env()
+    store = workspace.store
+    live = set(store.live_workers())
+    busy = live & set(store.list_runs(("running",))["worker_pid"])
+    queued = len(store.list_runs(("queued",)))
+    # idle live workers will take queued runs themselves; start workers only for the rest
+    wanted = min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
+    started = []
+    workspace.home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "LENET_HOME": str(workspace.home),
+        ENV_PARALLEL: str(pool.parallel_runs),
+        ENV_THREADS: str(pool.threads_per_run),
+    }
+    for _ in range(max(0, wanted)):
+        with open(workspace.worker_log, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lenet", "worker"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+                env=env,
+                start_new_session=True,  # outlives the dashboard's script run and its session
+            )
+        # Counted as live from now on, so a second call a moment later does not start another;
+        # if it dies before its first heartbeat, it goes stale like any dead worker.
+        store.register_worker(process.pid)
+        started.append(process.pid)
+    return started

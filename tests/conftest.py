@@ -1,9 +1,11 @@
-"""Shared fixtures: small, real IDX files written into tmp_path, and an isolated LENET_HOME."""
+"""Shared fixtures: small, real IDX files written into tmp_path, an isolated workspace per test, and
+runs trained once per session and copied into each test's workspace."""
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import numpy as np
 import pytest
 
 from lenet import data
+from lenet.runs import execute_run
+from lenet.train import TrainConfig
+from lenet.workspace import Workspace
 
 STEMS = {
     "train_images": "train-images-idx3-ubyte",
@@ -63,8 +68,39 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def workspace(isolated_home) -> Workspace:
+    return Workspace(isolated_home)
+
+
+@pytest.fixture
 def idx_dir(tmp_path) -> Path:
     return make_dataset_dir(tmp_path / "fmnist")
+
+
+def train_in_process(workspace: Workspace, config: TrainConfig, data_dir: Path, **enqueue) -> int:
+    """Queue a run, claim it as a worker would and train it here, through the run service."""
+    run_id = workspace.store.enqueue(config, data_dir=str(data_dir), **enqueue)
+    assert workspace.store.claim_next(os.getpid(), max_running=100) == run_id
+    execute_run(workspace, run_id)
+    return run_id
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory) -> Path:
+    """A workspace with two finished runs (baseline, l2; 2 epochs on synthetic data), trained once."""
+    root = tmp_path_factory.mktemp("trained")
+    data_dir = make_dataset_dir(root / "fmnist")
+    workspace = Workspace(root / "home")
+    for variant in ("baseline", "l2"):
+        train_in_process(workspace, TrainConfig.for_variant(variant, epochs=2, batch_size=32), data_dir)
+    return workspace.home
+
+
+@pytest.fixture
+def trained(trained_template, workspace) -> Workspace:
+    """This test's own copy of the trained workspace (checkpoint paths are stored relative)."""
+    shutil.copytree(trained_template, workspace.home, dirs_exist_ok=True)
+    return workspace
 
 
 @pytest.fixture
@@ -86,3 +122,8 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_raw(real_data_dir) -> data.RawDataset:
     return data.load_raw(real_data_dir)
+
+
+@pytest.fixture(scope="session")
+def real_test(real_data_dir) -> data.TestImages:
+    return data.load_test(real_data_dir)

@@ -151,5 +151,10 @@ def test_listing_skips_weights_without_metadata(tmp_path):
 
 
 def test_lenet_home_moves_runs(isolated_home):
-    assert artifacts.runs_dir() == isolated_home / "runs"
-    assert artifacts.pretrained_dir().parts[-2:] == ("artifacts", "pretrained")
+    from lenet.workspace import Workspace
+
+    workspace = Workspace.from_env()
+    assert workspace.home == isolated_home and workspace.runs_dir == isolated_home / "runs"
+    assert workspace.store.path == isolated_home / "runs.db"
+    assert workspace.pretrained_dir.parts[-2:] == ("artifacts", "pretrained")
+    assert workspace.checkpoint_path(7, "my run/../x").name == "0007-my_run_.._x.pth"

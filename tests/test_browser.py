@@ -1,4 +1,5 @@
-"""One real-browser test: `streamlit run dashboard.py` in headless Chromium, every page, no exception box."""
+"""Real-browser tests: `streamlit run dashboard.py` in headless Chromium: every page, a deep link
+opened first on a fresh server, and a drawing on the sandbox's canvas."""
 
 import os
 import re
@@ -106,21 +107,44 @@ def dashboard_url(tmp_path, idx_dir):
         server.wait(timeout=20)
 
 
+def open_and_check(page, url: str, heading: str) -> None:
+    """Open a URL and wait until its script finished: the heading, no exception, the sidebar status."""
+    page.goto(url)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {url}"
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_text("Nothing is training.").count() == 1, f"no training status on {url}"
+    # our own navigation links, never Streamlit's old-style pages list
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0, f"old-style navigation on {url}"
+    assert sidebar.get_by_role("link").count() == len(PAGES)
+
+
+def test_a_deep_link_opened_first_on_a_fresh_server_is_the_whole_page(browser, dashboard_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    open_and_check(page, f"{dashboard_url}/live", "Live")  # the server's very first request
+    page.screenshot(path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "live-deep-link.png"))
+    # the same page through the router: its link in the sidebar, after a visit to home
+    open_and_check(page, dashboard_url, "LeNet-5 regularization lab")
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Live").click()
+    page.wait_for_url(f"{dashboard_url}/live")
+    open_and_check(page, f"{dashboard_url}/live", "Live")
+    # and another deep link, now that the router has run once in this process
+    open_and_check(page, f"{dashboard_url}/results", "Results")
+
+
 def test_every_page_renders_without_an_exception(browser, dashboard_url, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     shots = Path(os.environ.get("LENET_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     for path, heading in PAGES.items():
-        page.goto(f"{dashboard_url}/{path}")
-        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-        # the script has finished when the "running" status widget is gone
-        page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
+        open_and_check(page, f"{dashboard_url}/{path}", heading)
         page.wait_for_timeout(1000)  # let charts and tables paint
         page.screenshot(path=str(shots / f"{path or 'home'}.png"), full_page=True)
-        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on /{path}"
 
 
 def _wait_idle(page):
+    # the script has finished when the "running" status widget is gone
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
 
 

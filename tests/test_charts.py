@@ -1,31 +1,20 @@
 """The plotly figures carry the data they are meant to show (pure builders, fed from a real store)."""
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from lenet import CLASSES, analysis, artifacts, charts
-from lenet.models import create_model
-from lenet.store import Store
-from lenet.train import TrainConfig
-from lenet.worker import execute_run
+from lenet.models import create_model, list_models
 
 
 @pytest.fixture
-def trained(idx_dir, isolated_home):
-    store = Store()
-    for variant in ("baseline", "dropout"):
-        run_id = store.enqueue(TrainConfig.for_variant(variant, epochs=2, batch_size=32))
-        store.claim_next(os.getpid(), max_running=5)
-        execute_run(store, run_id, data_dir=idx_dir)
-    runs = store.list_runs()
-    return store, runs
+def runs(trained):
+    return trained.store, trained.store.list_runs()
 
 
-def test_step_curves_plot_every_logged_step_in_epoch_units(trained):
-    store, runs = trained
+def test_step_curves_plot_every_logged_step_in_epoch_units(runs):
+    store, runs = runs
     steps = store.step_metrics(runs["id"].tolist())
     fig = charts.step_curves(steps, runs, "loss")
     assert len(fig.data) == 2
@@ -36,8 +25,8 @@ def test_step_curves_plot_every_logged_step_in_epoch_units(trained):
         assert trace.line.color == charts.variant_color(run["variant"])
 
 
-def test_epoch_curves_and_gap_panels(trained):
-    store, runs = trained
+def test_epoch_curves_and_gap_panels(runs):
+    store, runs = runs
     epochs = store.epoch_metrics(runs["id"].tolist())
     fig = charts.epoch_curves(epochs, runs)
     assert len(fig.data) == 4  # validation and train per run
@@ -45,8 +34,8 @@ def test_epoch_curves_and_gap_panels(trained):
     assert len(charts.gap_panels(epochs, runs).data) == 4
 
 
-def test_test_accuracy_bars_and_confusion_matrix(trained):
-    _, runs = trained
+def test_test_accuracy_bars_and_confusion_matrix(runs):
+    _, runs = runs
     bars = charts.test_accuracy_bars(runs)
     assert list(bars.data[0].y) == runs["test_accuracy"].tolist()
     metadata = artifacts.read_metadata(runs.iloc[0]["checkpoint"])
@@ -63,7 +52,17 @@ def test_weight_figures_show_every_model():
     hist = charts.weight_histograms({k: ("baseline", analysis.weight_values(m)) for k, m in models.items()})
     assert [len(t.x) for t in hist.data] == [analysis.weight_values(m).size for m in models.values()]
     norms = pd.concat([analysis.layer_norms(m).assign(model=k, variant="l2") for k, m in models.items()])
-    assert len(charts.weight_norm_bars(norms).data) == 2
+    bars = charts.weight_norm_bars(norms)
+    assert len(bars.data) == 2
+    # batch norm's conv2 sits at feature.4, the baseline's at feature.3: both bars say conv2
+    assert [list(t.x) for t in bars.data] == [["conv1", "conv2", "fc1", "fc2", "fc3"]] * 2
+
+
+@pytest.mark.parametrize("variant", list_models())
+def test_every_variant_has_its_own_colour_on_the_charts(variant):
+    colors = {charts.variant_color(v) for v in list_models()}
+    assert len(colors) == len(list_models())
+    assert charts.variant_color(variant) != charts.UNKNOWN_COLOR
 
 
 def test_sandbox_figures():
@@ -71,6 +70,9 @@ def test_sandbox_figures():
     bars = charts.probability_bars(probabilities, "dropout", "m")
     colors = list(bars.marker.color) if hasattr(bars, "marker") else list(bars.data[0].marker.color)
     assert colors.count(charts.variant_color("dropout")) == 1
-    maps = [np.zeros((6, 28, 28)), np.zeros((16, 10, 10))]
-    assert len(charts.feature_map_grid(maps).data) == 22
+    maps = {"conv1": np.zeros((6, 28, 28)), "conv2": np.zeros((16, 10, 10))}
+    grid = charts.feature_map_grid(maps)
+    assert len(grid.data) == 22
+    assert grid.data[0].name == "conv1 · channel 1" and grid.data[-1].name == "conv2 · channel 16"
+    assert [a.title.text for a in (grid.layout.yaxis, grid.layout.yaxis9)] == ["conv1", "conv2"]
     assert len(charts.saliency_figure(np.zeros((28, 28)), np.zeros((28, 28))).data) == 2

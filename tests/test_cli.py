@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from lenet.cli import main
-from lenet.reproduce import NOTEBOOK_VARIANTS
+from lenet.models import list_models
 
 
 def run_cli(capsys, *args):
@@ -14,19 +14,9 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
-def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, tmp_path):
+def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, workspace):
     code, out, err = run_cli(
-        capsys,
-        "train",
-        "--variant",
-        "l2",
-        "--epochs",
-        "2",
-        "--data-dir",
-        idx_dir,
-        "--out",
-        tmp_path / "runs",
-        "--json",
+        capsys, "train", "--variant", "l2", "--epochs", "2", "--data-dir", idx_dir, "--json"
     )
     assert code == 0, err
     report = json.loads(out)
@@ -35,7 +25,7 @@ def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, 
     for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
         assert 0 <= report[key] <= 1
     checkpoint = report["checkpoint"]
-    assert checkpoint.endswith(".pth") and (tmp_path / "runs").exists()
+    assert checkpoint == str(workspace.checkpoint_path(report["run_id"], f"l2-{report['run_id']}"))
     code, out, err = run_cli(capsys, "evaluate", checkpoint, "--data-dir", idx_dir, "--json")
     assert code == 0, err
     evaluated = json.loads(out)
@@ -44,16 +34,17 @@ def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, 
     assert set(evaluated["per_class_accuracy"]) >= {"Sneaker", "Ankle boot"}
 
 
-def test_train_defaults_to_the_runs_folder_in_lenet_home(capsys, idx_dir, isolated_home):
-    code, out, _ = run_cli(
-        capsys, "train", "--variant", "baseline", "--epochs", "1", "--data-dir", idx_dir, "--name", "demo"
-    )
-    assert code == 0
-    assert (isolated_home / "runs" / "demo.pth").exists() and (isolated_home / "runs" / "demo.json").exists()
-    assert "test" in out and "checkpoint:" in out
+def test_train_saves_in_the_runs_folder_of_lenet_home_by_run_id_and_name(capsys, idx_dir, isolated_home):
+    for _ in range(2):  # the same name twice: two runs, two checkpoints
+        code, out, _ = run_cli(
+            capsys, "train", "--variant", "baseline", "--epochs", "1", "--data-dir", idx_dir, "--name", "demo"
+        )
+        assert code == 0 and "test" in out and "checkpoint:" in out
+    saved = sorted(p.name for p in (isolated_home / "runs").iterdir())
+    assert saved == ["0001-demo.json", "0001-demo.pth", "0002-demo.json", "0002-demo.pth"]
 
 
-def test_diverging_run_exits_non_zero_and_saves_nothing(capsys, idx_dir, tmp_path):
+def test_diverging_run_exits_non_zero_and_saves_nothing(capsys, idx_dir, workspace):
     code, out, err = run_cli(
         capsys,
         "train",
@@ -65,13 +56,11 @@ def test_diverging_run_exits_non_zero_and_saves_nothing(capsys, idx_dir, tmp_pat
         "3",
         "--data-dir",
         idx_dir,
-        "--out",
-        tmp_path / "runs",
         "--json",
     )
     assert code == 1
     assert json.loads(out)["status"] == "diverged" and "diverged" in err
-    assert not (tmp_path / "runs").exists()
+    assert not workspace.runs_dir.exists()
 
 
 @pytest.mark.parametrize(
@@ -118,32 +107,26 @@ def test_missing_dataset_message_in_a_real_process(tmp_path):
     assert "missing FashionMNIST files" in proc.stderr
 
 
-def test_reproduce_tabulates_all_five_and_resumes(capsys, idx_dir, tmp_path):
-    args = [
-        "reproduce",
-        "--seeds",
-        "2",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "200",
-        "--data-dir",
-        idx_dir,
-        "--out",
-        tmp_path / "rep",
-    ]
+def test_reproduce_trains_through_the_store_and_resumes(capsys, idx_dir, workspace, monkeypatch):
+    monkeypatch.setenv("LENET_PARALLEL_RUNS", "2")
+    args = ["reproduce", "--seeds", "2", "--epochs", "1", "--train-limit", "200", "--data-dir", idx_dir]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
-    for variant in NOTEBOOK_VARIANTS:
+    for variant in list_models():
         assert f"| {variant} |" in out
     assert "± " in out and "Notebook val %" in out and "89.2" in out  # baseline's reported val
-    results = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert len(results["runs"]) == 10
-    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "rep").glob("*.pth")}
-    code, out2, err = run_cli(capsys, *args)
-    assert code == 0 and "[1/10]" not in err  # nothing retrained
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "rep").glob("*.pth")} == mtimes
-    assert out2 == out
+    code, listed, _ = run_cli(capsys, "runs", "--json")
+    runs = json.loads(listed)
+    assert len(runs) == 2 * len(list_models())
+    assert {(r["status"], r["source"]) for r in runs} == {("finished", "reproduce")}
+    assert len({r["worker_pid"] for r in runs}) == 2  # trained by the worker pool, two at once
+    mtimes = {p.name: p.stat().st_mtime_ns for p in workspace.runs_dir.glob("*.pth")}
+    assert len(mtimes) == len(runs)
+
+    code, again, err = run_cli(capsys, *args)
+    assert code == 0 and again == out  # the same table, from the same runs
+    assert len(workspace.store.list_runs()) == len(runs)  # nothing queued again
+    assert {p.name: p.stat().st_mtime_ns for p in workspace.runs_dir.glob("*.pth")} == mtimes
 
 
 def test_bench_reports_both_pipelines(capsys, idx_dir):
@@ -154,3 +137,6 @@ def test_bench_reports_both_pipelines(capsys, idx_dir):
     result = json.loads(out)
     assert result["ours_images_per_s"] > 0 and result["notebook_images_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["ours_images_per_s"] / result["notebook_images_per_s"])
+    assert [row["variant"] for row in result["variants"]] == list_models()
+    for row in result["variants"]:
+        assert row["images_per_s"] > 0 and row["other_layout_images_per_s"] > 0

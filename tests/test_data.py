@@ -115,3 +115,15 @@ def test_batches_cover_every_sample_once(small_splits):
     assert sorted(seen.tolist()) == sorted(small_splits.train.labels.tolist())
     in_order = torch.cat([y for _, y in data.iterate_batches(small_splits.train, 64)])
     assert torch.equal(in_order, small_splits.train.labels)
+
+
+def test_the_test_images_load_without_the_training_files(tmp_path):
+    folder = make_dataset_dir(tmp_path / "only-test")
+    for stem in (STEMS["train_images"], STEMS["train_labels"]):
+        (folder / (stem + ".gz")).unlink()  # what galleries need must not touch these
+    test = data.load_test(folder)
+    assert test.images.shape == (200, 28, 28) and test.images.dtype == torch.uint8
+    assert torch.equal(test.split.images, data.normalize(test.images))
+    assert test.split.labels.shape == (200,)
+    with pytest.raises(data.DataError, match="train-images-idx3-ubyte"):
+        data.load_raw(folder)

@@ -7,6 +7,7 @@ from lenet.models import (
     create_model,
     get_variant,
     infer_architecture,
+    layer_names,
     list_models,
     register,
 )
@@ -42,6 +43,38 @@ def test_every_parameter_gets_a_gradient(name):
 def test_variant_has_explanation_for_the_ui(name):
     variant = get_variant(name)
     assert variant.title and len(variant.summary) > 20
+    assert variant.color.startswith("#") and len(variant.color) == 7
+
+
+def test_the_registry_holds_the_notebooks_numbers_and_the_goals():
+    assert get_variant("baseline").notebook == (0.932, 0.892)
+    assert get_variant("batch_norm").notebook == (0.945, 0.902)
+    assert get_variant("baseline").test_goal == 0.88 and get_variant("batch_norm").test_goal == 0.90
+    assert get_variant("l2").test_goal is None  # too strong a penalty on purpose
+    assert len({get_variant(n).color for n in list_models()}) == len(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_layer_names_line_up_across_variants(name):
+    variant = get_variant(name)
+    assert list(variant.layers.values()) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    modules = dict(create_model(name).named_modules())
+    kinds = [type(modules[path]).__name__ for path in variant.layers]
+    assert kinds == ["Conv2d", "Conv2d", "Linear", "Linear", "Linear"]
+    assert [tuple(modules[p].weight.shape) for p in variant.layers] == [
+        (6, 1, 5, 5),
+        (16, 6, 5, 5),
+        (120, 400),
+        (84, 120),
+        (10, 84),
+    ]
+
+
+def test_layer_names_follow_the_shifted_indices():
+    assert layer_names(create_model("baseline"))["classifier.3"] == "fc2"
+    assert layer_names(create_model("dropout"))["classifier.4"] == "fc2"
+    assert layer_names(create_model("baseline"))["feature.3"] == "conv2"
+    assert layer_names(create_model("batch_norm"))["feature.4"] == "conv2"
 
 
 def test_regularizers_change_the_layers():
@@ -57,7 +90,7 @@ def test_unknown_variant_lists_the_valid_names():
 
 def test_register_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
-        register("baseline", title="x", summary="y")(LeNet5)
+        register("baseline", title="x", summary="y", color="#000000")(LeNet5)
 
 
 @pytest.mark.parametrize("name", list_models())

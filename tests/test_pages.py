@@ -9,11 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 import ui
 from lenet.presets import PRESETS
-from lenet.store import Store
 from lenet.train import TrainConfig
-from lenet.worker import execute_run
 
-PAGES = ["views/home.py", "views/train.py", "views/live.py", "views/results.py", "views/sandbox.py"]
+PAGES = [page.path for page in ui.PAGES]
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
@@ -22,23 +20,23 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 def worker_requests(monkeypatch):
     """Pages ask for a background worker; record the requests instead of starting processes."""
     calls = []
-    monkeypatch.setattr(ui, "ensure_worker", lambda store: calls.append(store.path))
+    monkeypatch.setattr(ui, "ensure_workers", lambda workspace: calls.append(workspace.home))
     return calls
 
 
 @pytest.fixture
-def seeded(idx_dir, isolated_home, monkeypatch, worker_requests):
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+def seeded(trained, idx_dir, monkeypatch, worker_requests):
+    """Two finished runs (trained once per session) and one queued run."""
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))  # the test images of the galleries
     st.cache_resource.clear()
-    store = Store()
-    finished = []
-    for variant in ("baseline", "l2"):
-        run_id = store.enqueue(TrainConfig.for_variant(variant, epochs=2, batch_size=32))
-        store.claim_next(os.getpid(), max_running=5)
-        execute_run(store, run_id)
-        finished.append(run_id)
+    store = trained.store
+    finished = sorted(store.list_runs()["id"])
     queued = store.enqueue(TrainConfig.for_variant("dropout"), name="waiting dropout")
     return store, finished, queued
+
+
+def stored_runs():
+    return ui.workspace().store.list_runs()
 
 
 def open_page(page: str) -> AppTest:
@@ -62,7 +60,7 @@ def test_every_page_loads_without_exception_on_a_seeded_store(page, seeded):
 
 
 def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests):
-    app = open_page("views/train.py")
+    app = open_page("pages/train.py")
     app.selectbox(key="variant").select("l2").run()
     app.number_input(key="epochs_l2").set_value(3)
     app.number_input(key="wd_l2").set_value(0.005)
@@ -70,7 +68,7 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     app.text_input(key="name_l2").input("gentle L2")
     next(b for b in app.button if b.label == "Queue this run").click().run()
     assert not app.exception
-    runs = Store().list_runs()
+    runs = stored_runs()
     assert len(runs) == 1
     run = runs.iloc[0]
     assert (run["variant"], run["epochs"], run["weight_decay"], run["train_limit"], run["name"]) == (
@@ -94,43 +92,43 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     ],
 )
 def test_invalid_inputs_are_refused_with_the_reason(isolated_home, worker_requests, widget, value, reason):
-    app = open_page("views/train.py")
+    app = open_page("pages/train.py")
     app.number_input(key=widget).set_value(value)
     next(b for b in app.button if b.label == "Queue this run").click().run()
     assert not app.exception
     assert any(reason in e.value and "Not queued" in e.value for e in app.error), [e.value for e in app.error]
-    assert Store().list_runs().empty
+    assert stored_runs().empty
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_a_preset_enqueues_all_its_runs(isolated_home, worker_requests, preset):
-    app = open_page("views/train.py")
+    app = open_page("pages/train.py")
     app.button(key=f"preset_{preset}").click().run()
     assert not app.exception
-    runs = Store().list_runs().sort_values("id")
+    runs = stored_runs().sort_values("id")
     expected = PRESETS[preset].configs()
     assert [r["config"] for _, r in runs.iterrows()] == [c.to_dict() for c in expected]
     assert worker_requests
 
 
 def test_home_launches_the_quick_demo(isolated_home, worker_requests):
-    app = open_page("views/home.py")
+    app = open_page("pages/home.py")
     app.button(key="launch_demo").click().run()
-    assert len(Store().list_runs()) == len(PRESETS["quick_demo"].configs())
+    assert len(stored_runs()) == len(PRESETS["quick_demo"].configs())
     assert worker_requests
 
 
 def test_queue_cancel_button_removes_a_queued_run(seeded):
     _, _, queued = seeded
-    app = open_page("views/train.py")
+    app = open_page("pages/train.py")
     app.button(key=f"cancel_{queued}").click().run()
     assert not app.exception
-    assert queued not in Store().list_runs()["id"].tolist()
+    assert queued not in stored_runs()["id"].tolist()
 
 
 def test_results_table_lists_the_seeded_runs(seeded):
     _, finished, queued = seeded
-    app = open_page("views/results.py")
+    app = open_page("pages/results.py")
     table = app.dataframe[0].value
     assert sorted(table["run"]) == sorted([*finished, queued])
     row = table.set_index("run").loc[finished[1]]
@@ -142,7 +140,7 @@ def test_results_table_lists_the_seeded_runs(seeded):
 def test_results_delete_removes_run_and_files(seeded):
     store, finished, _ = seeded
     checkpoint = store.get_run(finished[0])["checkpoint"]
-    app = open_page("views/results.py")
+    app = open_page("pages/results.py")
     app.selectbox[-1].select(finished[0]).run()
     app.button(key="delete_run").click().run()
     assert store.get_run(finished[0]) is None
@@ -154,7 +152,7 @@ def _predictions_shown(app) -> list[str]:
 
 
 def test_sandbox_sample_path_classifies_a_test_image_with_every_model(seeded):
-    app = open_page("views/sandbox.py")
+    app = open_page("pages/sandbox.py")
     app.radio(key="source").set_value("Sample from the test set").run()
     assert not app.exception
     assert len(app.get("image")) == 2  # the test image and the 28x28 the models see
@@ -167,7 +165,7 @@ def test_sandbox_sample_path_classifies_a_test_image_with_every_model(seeded):
 def test_sandbox_upload_path_classifies_any_image(seeded):
     from test_predict import encode, shirt
 
-    app = open_page("views/sandbox.py")
+    app = open_page("pages/sandbox.py")
     app.radio(key="source").set_value("Upload").run()
     app.file_uploader(key="image_upload").upload(
         "photo.jpg", encode(shirt(ink=30, paper=240).convert("RGB"), "JPEG"), "image/jpeg"
@@ -178,7 +176,7 @@ def test_sandbox_upload_path_classifies_any_image(seeded):
 
 
 def test_sandbox_refuses_a_bad_image_with_a_message(seeded):
-    app = open_page("views/sandbox.py")
+    app = open_page("pages/sandbox.py")
     app.radio(key="source").set_value("Upload").run()
     app.file_uploader(key="image_upload").upload("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png").run()
     assert not app.exception
@@ -194,7 +192,7 @@ def test_sandbox_loads_a_notebook_pth_and_refuses_a_hostile_one(seeded, isolated
     notebook = tmp_path / "LeNet5V1_dropout.pth"
     torch.save(create_model("dropout").state_dict(), notebook)
     evil = b"\x80\x04cos\nsystem\n(Vtouch pwned\ntR."
-    app = open_page("views/sandbox.py")
+    app = open_page("pages/sandbox.py")
     uploader = next(u for u in app.file_uploader if u.accept_multiple_files)
     uploader.set_value(
         [

@@ -10,13 +10,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from lenet import CLASSES, artifacts, data
+from lenet import CLASSES, artifacts
 from lenet.cli import main
 from lenet.models import create_model
 from lenet.predict import (
     BlankImageError,
     ImageError,
-    dataset_image_to_tensor,
     feature_maps,
     open_image,
     predict,
@@ -188,7 +187,11 @@ def test_feature_maps_and_saliency_leave_the_model_untouched():
     model = create_model("batch_norm").eval()
     tensor = to_model_input(shirt()).tensor
     maps = feature_maps(model, tensor)
-    assert [m.shape for m in maps] == [(6, 28, 28), (16, 10, 10)]
+    assert {layer: m.shape for layer, m in maps.items()} == {"conv1": (6, 28, 28), "conv2": (16, 10, 10)}
+    # the same activations as the model's own forward pass computes, layer by layer
+    with torch.inference_mode():
+        expected = model.feature[:3](tensor)[0]  # conv, batch norm, tanh
+    assert np.allclose(maps["conv1"], expected.numpy())
     heat = saliency(model, tensor)
     assert heat.shape == (28, 28) and heat.max() == pytest.approx(1) and heat.min() >= 0
     assert all(p.grad is None for p in model.parameters())
@@ -207,7 +210,6 @@ def test_real_test_images_come_through_preprocessing_nearly_unchanged(real_raw):
 
     distances = np.array([distance(to_model_input(im).image28, im) for im in images])
     assert np.mean(distances < 1.0) >= 0.99  # mean difference under one grey level of 255
-    assert torch.equal(dataset_image_to_tensor(images[0]), data.normalize(real_raw.test_images[:1]))
 
 
 def _checkpoint(tmp_path, variant="baseline"):
@@ -243,3 +245,33 @@ def test_cli_predict_blank_and_missing(capsys, tmp_path):
     assert "nothing to classify" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nope.png")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_two_threads_sharing_one_cached_model_each_get_their_own_feature_maps():
+    """As two sandbox sessions do: the dashboard caches one model for everyone."""
+    import threading
+
+    torch.manual_seed(0)
+    model = create_model("dropout").eval()
+    inputs = [to_model_input(shirt()).tensor, to_model_input(shirt(ink=120).rotate(90)).tensor]
+    expected = [feature_maps(model, x) for x in inputs]
+    assert not np.allclose(expected[0]["conv2"], expected[1]["conv2"])
+    barrier, results, errors = threading.Barrier(2), [[], []], []
+
+    def look(i):
+        try:
+            barrier.wait()
+            for _ in range(50):
+                results[i].append(feature_maps(model, inputs[i]))
+        except Exception as e:  # any error in a thread fails the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=look, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for i in range(2):
+        for maps in results[i]:
+            assert all(np.array_equal(maps[layer], expected[i][layer]) for layer in ("conv1", "conv2"))

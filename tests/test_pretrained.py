@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lenet import artifacts, data
+from lenet import artifacts
 from lenet.models import list_models
 from lenet.train import evaluate
+from lenet.workspace import Workspace
 
-SHIPPED = artifacts.list_checkpoints(artifacts.pretrained_dir())
+SHIPPED = artifacts.list_checkpoints(Workspace.from_env().pretrained_dir, "pretrained")
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
@@ -22,9 +23,9 @@ def test_one_shipped_checkpoint_per_variant():
 
 
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=[c.variant for c in SHIPPED])
-def test_shipped_accuracy_matches_its_metadata_on_the_real_test_set(checkpoint, real_raw):
+def test_shipped_accuracy_matches_its_metadata_on_the_real_test_set(checkpoint, real_test):
     model, metadata = artifacts.load_checkpoint(checkpoint.path)
-    measured = evaluate(model, data.make_splits(real_raw).test).accuracy
+    measured = evaluate(model, real_test.split).accuracy
     assert measured == pytest.approx(metadata["test_accuracy"], abs=0.001)  # within 0.1 point
 
 

@@ -19,7 +19,7 @@ def test_real_dataset_matches_the_published_facts(real_raw):
     assert pixels.std().item() == pytest.approx(data.STD, abs=5e-4)
 
 
-def test_short_real_run_learns_and_its_checkpoint_evaluates_identically(capsys, real_data_dir, tmp_path):
+def test_short_real_run_learns_and_its_checkpoint_evaluates_identically(capsys, real_data_dir):
     code = main(
         [
             "train",
@@ -31,8 +31,6 @@ def test_short_real_run_learns_and_its_checkpoint_evaluates_identically(capsys, 
             "6000",
             "--data-dir",
             str(real_data_dir),
-            "--out",
-            str(tmp_path),
             "--json",
         ]
     )

@@ -1,18 +1,27 @@
 """Publishing a reproduce run: shipped checkpoints, RESULTS.md and its figure."""
 
+import os
+
 import pytest
 import torch
 
 from lenet import artifacts
+from lenet.models import list_models
 from lenet.report import publish
-from lenet.reproduce import NOTEBOOK_VARIANTS, aggregate, reproduce
+from lenet.reproduce import aggregate, configs_for, queue_runs, reproduce
+from lenet.runs import execute_run
+
+NOTEBOOK_VARIANTS = list_models()
 
 
 @pytest.fixture
-def reproduced(idx_dir, tmp_path):
-    summaries = reproduce(
-        tmp_path / "rep", seeds=2, data_dir=idx_dir, overrides={"epochs": 2, "train_limit": 128}
-    )
+def reproduced(idx_dir, workspace):
+    store, overrides = workspace.store, {"epochs": 2, "train_limit": 128}
+    # train the queued runs here, as the worker pool would; reproduce then finds them all finished
+    for run_id in queue_runs(store, configs_for(2, overrides), str(idx_dir)):
+        assert store.claim_next(os.getpid(), max_running=100) == run_id
+        execute_run(workspace, run_id)
+    summaries = reproduce(workspace, 2, data_dir=str(idx_dir), overrides=overrides)
     return summaries, aggregate(summaries)
 
 

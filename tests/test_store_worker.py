@@ -1,4 +1,5 @@
-"""The run store and the background worker: runs survive refreshes, stops, kills and concurrency."""
+"""The run store, the run service and the worker pool: runs survive refreshes, stops, kills and
+concurrency."""
 
 import json
 import os
@@ -13,21 +14,23 @@ import pytest
 
 from lenet import artifacts
 from lenet.cli import main
+from lenet.runs import execute_run
 from lenet.store import MIGRATIONS, RunStateError, Store
 from lenet.train import TrainConfig
-from lenet.worker import ensure_worker, execute_run
+from lenet.worker import PoolSettings, ensure_workers
 
 TINY = {"epochs": 1, "train_limit": 64, "batch_size": 32}
 
 
 @pytest.fixture
-def store(isolated_home):
-    return Store()
+def store(workspace):
+    return workspace.store
 
 
 @pytest.fixture
 def worker_env(idx_dir, isolated_home, monkeypatch):
     monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "3")  # notice a dead worker fast, here and in workers
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))  # and for the workers ensure_workers starts
     return {
         **os.environ,
         "LENET_HOME": str(isolated_home),
@@ -36,10 +39,10 @@ def worker_env(idx_dir, isolated_home, monkeypatch):
     }
 
 
-def start_worker(env, *extra):
+def start_worker(env, parallel_runs=1):
     return subprocess.Popen(
-        [sys.executable, "-m", "lenet", "worker", "--idle-exit", "1", "--poll", "0.1", *extra],
-        env=env,
+        [sys.executable, "-m", "lenet", "worker", "--idle-exit", "1", "--poll", "0.1"],
+        env={**env, "LENET_PARALLEL_RUNS": str(parallel_runs)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -103,6 +106,10 @@ def test_schema_is_versioned_and_reopening_keeps_data(store):
     run_id = store.enqueue(TrainConfig())
     assert store.schema_version() == len(MIGRATIONS)
     assert Store(store.path).get_run(run_id)["variant"] == "baseline"
+    with sqlite3.connect(store.path) as db:  # a database of schema 1 (before data_dir) is upgraded
+        db.execute("ALTER TABLE runs DROP COLUMN data_dir")
+        db.execute("PRAGMA user_version = 1")
+    assert Store(store.path).get_run(run_id)["data_dir"] is None
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
@@ -110,10 +117,10 @@ def test_schema_is_versioned_and_reopening_keeps_data(store):
         Store(store.path)
 
 
-def test_run_lifecycle_in_process(store, idx_dir):
-    run_id = store.enqueue(TrainConfig(epochs=2, batch_size=32))
+def test_run_lifecycle_in_process(workspace, store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=2, batch_size=32), data_dir=str(idx_dir))
     store.claim_next(os.getpid())
-    result = execute_run(store, run_id, data_dir=idx_dir)
+    result = execute_run(workspace, run_id)
     run = store.get_run(run_id)
     assert run["status"] == "finished" and result.status == "finished"
     assert run["test_accuracy"] == pytest.approx(result.test_accuracy)
@@ -125,17 +132,51 @@ def test_run_lifecycle_in_process(store, idx_dir):
     assert steps["global_step"].is_monotonic_increasing and len(steps) >= 2
     _, metadata = artifacts.load_checkpoint(run["checkpoint"])
     assert metadata["run_id"] == run_id and metadata["status"] == "finished"
-    assert [c.path for c in artifacts.list_checkpoints(artifacts.runs_dir())] == [
-        artifacts.runs_dir() / f"baseline-{run_id}.pth"
+    assert [c.path for c in artifacts.list_checkpoints(workspace.runs_dir)] == [
+        workspace.runs_dir / f"{run_id:04d}-baseline-{run_id}.pth"
     ]
+    # the database holds the path relative to the home, so a copied or moved home still works
+    with sqlite3.connect(store.path) as db:
+        assert (
+            db.execute("SELECT checkpoint FROM runs").fetchone()[0]
+            == f"runs/{run_id:04d}-baseline-{run_id}.pth"
+        )
     # delete removes the run, its metrics and both checkpoint files
     store.delete(run_id)
     assert store.get_run(run_id) is None and store.epoch_metrics(run_id).empty
-    assert not list(artifacts.runs_dir().iterdir())
+    assert not list(workspace.runs_dir.iterdir())
+    with pytest.raises(RunStateError, match="does not exist"):
+        store.delete(run_id)
 
 
-def test_stop_request_takes_effect_before_the_next_batch(store, idx_dir):
-    run_id = store.enqueue(TrainConfig(epochs=3, batch_size=8))
+def test_delete_refuses_a_running_run_but_not_an_interrupted_one(store, monkeypatch):
+    run_id = store.enqueue(TrainConfig())
+    store.claim_next(worker_pid=99)
+    with pytest.raises(RunStateError, match="is running; stop it"):
+        store.delete(run_id)
+    assert store.get_run(run_id)["status"] == "running"
+    monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "0")  # its worker stopped beating: interrupted
+    time.sleep(0.01)
+    store.delete(run_id)
+    assert store.get_run(run_id) is None
+
+
+def test_reads_never_wait_for_the_write_lock(workspace, store):
+    run_id = store.enqueue(TrainConfig())
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # as a worker recording a step holds it
+    try:
+        reader = Store(store.path)  # opening an up-to-date database migrates nothing
+        assert reader.get_run(run_id)["status"] == "queued"
+        assert len(reader.list_runs()) == 1 and reader.epoch_metrics(run_id).empty
+        assert reader.live_workers() == [] and not reader.stop_requested(run_id)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_stop_request_takes_effect_before_the_next_batch(workspace, store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=3, batch_size=8), data_dir=str(idx_dir))
     store.claim_next(os.getpid())
     batches_checked = []
     stop_sent_at = []
@@ -146,9 +187,8 @@ def test_stop_request_takes_effect_before_the_next_batch(store, idx_dir):
             stop_sent_at.append(len(batches_checked))
 
     execute_run(
-        store,
+        workspace,
         run_id,
-        data_dir=idx_dir,
         on_step=on_step,
         extra_stop=lambda: batches_checked.append(1) and False,
     )
@@ -160,33 +200,33 @@ def test_stop_request_takes_effect_before_the_next_batch(store, idx_dir):
     assert metadata["status"] == "stopped" and metadata["epochs_completed"] == 1
 
 
-def test_stop_before_the_first_epoch_keeps_no_checkpoint(store, idx_dir):
-    run_id = store.enqueue(TrainConfig(epochs=1, batch_size=8))
+def test_stop_before_the_first_epoch_keeps_no_checkpoint(workspace, store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=1, batch_size=8), data_dir=str(idx_dir))
     store.claim_next(os.getpid())
-    execute_run(store, run_id, data_dir=idx_dir, on_step=lambda s: store.request_stop(run_id))
+    execute_run(workspace, run_id, on_step=lambda s: store.request_stop(run_id))
     run = store.get_run(run_id)
     assert run["status"] == "stopped" and run["checkpoint"] is None and "no checkpoint" in run["message"]
 
 
-def test_exploding_learning_rate_is_recorded_as_diverged(store, idx_dir):
-    run_id = store.enqueue(TrainConfig(epochs=3, lr=100.0))
+def test_exploding_learning_rate_is_recorded_as_diverged(workspace, store, idx_dir):
+    run_id = store.enqueue(TrainConfig(epochs=3, lr=100.0), data_dir=str(idx_dir))
     store.claim_next(os.getpid())
-    execute_run(store, run_id, data_dir=idx_dir)
+    execute_run(workspace, run_id)
     run = store.get_run(run_id)
     assert run["status"] == "diverged" and "smaller learning rate" in run["message"]
     assert run["checkpoint"] is None
 
 
-def test_a_crash_inside_training_is_recorded_as_failed(store, idx_dir):
-    run_id = store.enqueue(TrainConfig(train_limit=100_000))  # more than the 540 images there
+def test_a_crash_inside_training_is_recorded_as_failed(workspace, store, idx_dir):
+    run_id = store.enqueue(TrainConfig(train_limit=100_000), data_dir=str(idx_dir))  # > the 540 there
     store.claim_next(os.getpid())
     with pytest.raises(ValueError):
-        execute_run(store, run_id, data_dir=idx_dir)
+        execute_run(workspace, run_id)
     run = store.get_run(run_id)
     assert run["status"] == "failed" and "exceeds" in run["message"]
 
 
-def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(store, worker_env):
+def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(workspace, store, worker_env):
     victim = store.enqueue(TrainConfig(epochs=50, batch_size=4))
     survivor = store.enqueue(TrainConfig(**TINY))
     worker = start_worker(worker_env)
@@ -199,30 +239,31 @@ def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(store
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     wait_until(lambda: store.get_run(victim)["status"] == "interrupted", timeout=10)
-    assert not artifacts.list_checkpoints(artifacts.runs_dir())
-    assert not list(artifacts.runs_dir().glob("*.pth"))  # nothing half-written either
+    assert not artifacts.list_checkpoints(workspace.runs_dir)
+    assert not list(workspace.runs_dir.glob("*.pth"))  # nothing half-written either
 
     worker = start_worker(worker_env)
     assert worker.wait(timeout=120) == 0
     assert store.get_run(survivor)["status"] == "finished"
     assert store.get_run(victim)["status"] == "interrupted"
-    assert [c.metadata["run_id"] for c in artifacts.list_checkpoints(artifacts.runs_dir())] == [survivor]
+    assert [c.metadata["run_id"] for c in artifacts.list_checkpoints(workspace.runs_dir)] == [survivor]
 
 
 ENQUEUE_SCRIPT = """
 import sys
-from lenet.store import Store
 from lenet.train import TrainConfig
+from lenet.workspace import Workspace
+store = Workspace.from_env().store
 for seed in range(3):
-    Store().enqueue(TrainConfig(epochs=1, train_limit=64, batch_size=32, seed=int(sys.argv[1]) * 10 + seed))
+    store.enqueue(TrainConfig(epochs=1, train_limit=64, batch_size=32, seed=int(sys.argv[1]) * 10 + seed))
 """
 
 
-def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(store, worker_env):
+def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(workspace, store, worker_env):
     enqueuers = [
         subprocess.Popen([sys.executable, "-c", ENQUEUE_SCRIPT, str(i)], env=worker_env) for i in range(4)
     ]
-    workers = [start_worker(worker_env, "--max-running", "2") for _ in range(2)]
+    workers = [start_worker(worker_env, parallel_runs=2) for _ in range(2)]
     assert [p.wait(timeout=120) for p in enqueuers] == [0, 0, 0, 0]
     codes = [w.wait(timeout=300) for w in workers]
     errors = [w.stderr.read().decode() for w in workers]
@@ -232,7 +273,7 @@ def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(store,
     assert set(runs["status"]) == {"finished"}
     assert runs["attempts"].tolist() == [1] * 12
     assert sorted(runs["seed"]) == sorted(i * 10 + s for i in range(4) for s in range(3))
-    assert len({c.path for c in artifacts.list_checkpoints(artifacts.runs_dir())}) == 12
+    assert len({c.path for c in artifacts.list_checkpoints(workspace.runs_dir)}) == 12
     assert len(set(runs["worker_pid"])) == 2  # both workers took part
 
 
@@ -294,13 +335,33 @@ def test_cli_stop_and_cancel_refuse_wrong_states(capsys, store):
     assert store.list_runs().empty
 
 
-def test_ensure_worker_starts_one_detached_only_when_needed(store, worker_env, monkeypatch):
-    monkeypatch.setenv("FASHION_MNIST_DIR", worker_env["FASHION_MNIST_DIR"])
-    assert ensure_worker(store) is None  # nothing queued
-    run_id = store.enqueue(TrainConfig(**TINY))
-    pid = ensure_worker(store)
-    assert pid is not None
-    wait_until(lambda: store.live_workers())
-    assert ensure_worker(store) is None  # a live worker holds the heartbeat
-    wait_until(lambda: store.get_run(run_id)["status"] == "finished")
-    assert "training run" in (store.path.parent / "worker.log").read_text()
+def test_ensure_workers_fills_the_pool_only_as_far_as_needed(workspace, store, worker_env):
+    pool = PoolSettings(parallel_runs=2, threads_per_run=1)
+    assert ensure_workers(workspace, pool) == []  # nothing queued
+    first = store.enqueue(TrainConfig(**TINY))
+    started = ensure_workers(workspace, pool)
+    assert len(started) == 1  # one queued run needs one worker
+    assert ensure_workers(workspace, pool) == []  # counted as live at once, before its first beat
+    second, third = store.enqueue(TrainConfig(**TINY, seed=1)), store.enqueue(TrainConfig(**TINY, seed=2))
+    assert len(ensure_workers(workspace, pool)) == 1  # the pool is full at two
+    wait_until(lambda: all(store.get_run(i)["status"] == "finished" for i in (first, second, third)))
+    log = workspace.worker_log.read_text()
+    assert log.count("training run") == 3
+    for pid in workspace.store.live_workers():  # they would idle for a minute before leaving
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    "cores, expected", [(1, PoolSettings(1, 1)), (2, PoolSettings(2, 1)), (16, PoolSettings(8, 2))]
+)
+def test_pool_defaults_follow_the_core_count(cores, expected):
+    assert PoolSettings.for_cores(cores) == expected
+
+
+def test_pool_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LENET_PARALLEL_RUNS", "3")
+    monkeypatch.setenv("LENET_THREADS_PER_RUN", "2")
+    assert PoolSettings.from_env() == PoolSettings(3, 2)
+    monkeypatch.setenv("LENET_PARALLEL_RUNS", "0")
+    with pytest.raises(ValueError, match="at least 1"):
+        PoolSettings.from_env()

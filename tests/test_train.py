@@ -11,7 +11,7 @@ from lenet.train import (
     TrainConfig,
     default_log_interval,
     evaluate,
-    prepare_splits,
+    make_run_splits,
     train,
 )
 
@@ -52,7 +52,7 @@ def test_unknown_variant_in_config():
 
 def test_train_limit_larger_than_the_data(idx_dir):
     with pytest.raises(ConfigError, match="exceeds the 540 training images"):
-        prepare_splits(TrainConfig(train_limit=10_000), idx_dir)
+        make_run_splits(TrainConfig(train_limit=10_000), data.load_raw(idx_dir))
 
 
 def test_training_learns_and_reports_progress(small_splits):

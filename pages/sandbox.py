@@ -16,6 +16,7 @@ from lenet.predict import (
     to_model_input,
 )
 
+ui.setup_page()
 st.title("Sandbox")
 st.caption("Draw, sample or upload a garment and see what each saved model thinks it is.")
 
@@ -26,7 +27,7 @@ def enlarged(image28: np.ndarray, size: int = 196) -> Image.Image:
 
 # -- models -----------------------------------------------------------------------------------
 saved = {}  # display name -> checkpoint; shipped names already say "(pretrained)"
-for c in artifacts.list_checkpoints():
+for c in ui.workspace().list_checkpoints():
     label = c.name if c.source == "pretrained" else f"{c.name} (run)"
     saved[label if label not in saved else f"{label} · {c.path.name}"] = c
 shipped = [label for label, c in saved.items() if c.source == "pretrained"]
@@ -41,7 +42,7 @@ with st.expander("Use your own .pth (e.g. saved by the original notebook)"):
         try:
             model, metadata = ui.load_uploaded_checkpoint(upload.name, upload.getvalue())
         except artifacts.CheckpointError as e:
-            st.error(f"{upload.name}: {e}".replace(str(artifacts.home_dir()), "…"))
+            st.error(f"{upload.name}: {e}".replace(str(ui.workspace().home), "…"))
         else:
             inferred = " (variant inferred from its layers)" if metadata.get("inferred") else ""
             st.success(f"{upload.name}: loaded as {metadata['variant']}{inferred}")
@@ -76,8 +77,8 @@ with left:
                 image28, tensor = prepared.image28, prepared.tensor
         elif source == "Sample from the test set":
             wanted = st.selectbox("Class", ["any class", *CLASSES], key="sample_class")
-            test_split, test_images = ui.test_data()
-            labels = test_split.labels.numpy()
+            test = ui.test_images()
+            labels = test.split.labels.numpy()
             pool = (
                 np.arange(len(labels))
                 if wanted == "any class"
@@ -87,8 +88,8 @@ with left:
             if st.button("Another image", key="another_sample") or key not in st.session_state:
                 st.session_state[key] = int(np.random.default_rng().choice(pool))
             index = st.session_state[key]
-            image28 = np.asarray(test_images[index])
-            tensor = test_split.images[index : index + 1]  # exactly what the models were tested on
+            image28 = np.asarray(test.images[index])
+            tensor = test.split.images[index : index + 1]  # exactly what the models were tested on
             st.image(enlarged(image28, 280), caption=f"test image #{index}: a {CLASSES[labels[index]]}")
         else:
             upload = st.file_uploader(

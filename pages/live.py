@@ -5,17 +5,18 @@ import ui
 from lenet import charts
 from lenet.store import ACTIVE
 
+ui.setup_page()
 st.title("Live")
 st.caption("Runs train in a background process: closing or refreshing this tab loses nothing.")
 
 RECENT = 5  # finished runs kept on the charts beside the active ones
-active_at_start = not ui.store().list_runs(ACTIVE).empty
+active_at_start = not ui.workspace().store.list_runs(ACTIVE).empty
 
 
 # Poll once a second while something trains; a static page otherwise.
 @st.fragment(run_every="1s" if active_at_start else None)
 def live_view() -> None:
-    db = ui.store()
+    db = ui.workspace().store
     runs = db.list_runs()
     is_active = runs["status"].isin(ACTIVE)
     # running first, then the queue in the order it will train

@@ -9,8 +9,9 @@ from lenet import analysis, charts
 from lenet.data import DataError
 from lenet.store import RunStateError
 
+ui.setup_page()
 st.title("Results")
-runs = ui.store().list_runs()
+runs = ui.workspace().store.list_runs()
 if runs.empty:
     st.info("No runs yet. Queue some on the Train page, or launch the quick demo from Home.")
     st.stop()
@@ -65,7 +66,7 @@ labels = {int(r["id"]): charts.run_label(r) for _, r in finished.iterrows()}
 chosen = st.multiselect("Runs to compare", list(labels), default=list(labels)[:5], format_func=labels.get)
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
-    epochs = ui.store().epoch_metrics(compare["id"].tolist())
+    epochs = ui.workspace().store.epoch_metrics(compare["id"].tolist())
     st.plotly_chart(charts.epoch_curves(epochs, compare), key="cmp_curves")
     st.plotly_chart(charts.gap_panels(epochs, compare), key="cmp_gap")
     if compare["test_accuracy"].notna().any():
@@ -111,7 +112,7 @@ if metadata.get("confusion_matrix"):
 
 st.markdown("**What it gets wrong** (most confident mistakes first)")
 try:
-    test_split, test_images = ui.test_data()
+    test_images = ui.test_images().images
 except DataError as e:
     st.warning(f"The test images are needed for this gallery. {e}")
 else:
@@ -127,7 +128,7 @@ with st.expander("Delete this run"):
     st.write(f"Deletes run #{run_id}, its metrics and its checkpoint files. This cannot be undone.")
     if st.button(f"Delete run #{run_id}", key="delete_run"):
         try:
-            ui.store().delete(int(run_id))
+            ui.workspace().store.delete(int(run_id))
             st.success(f"Deleted run #{run_id}.")
             st.rerun()
         except RunStateError as e:

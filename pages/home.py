@@ -2,9 +2,9 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from lenet import artifacts
 from lenet.presets import PRESETS
 
+ui.setup_page()
 st.title("LeNet-5 regularization lab")
 st.write(
     "Train the classic LeNet-5 on FashionMNIST with and without regularization (dropout, L2 weight "
@@ -26,15 +26,15 @@ with left:
         ids = ui.launch(demo.configs())
         st.success(f"Queued {len(ids)} runs. Watch them train on the Live page.")
     st.page_link(
-        "views/sandbox.py",
+        "pages/sandbox.py",
         label="Open the sandbox: draw a garment, see what each model thinks",
         icon=":material/draw:",
     )
-    st.page_link("views/live.py", label="Watch runs train live", icon=":material/monitoring:")
-    st.page_link("views/results.py", label="Compare finished runs", icon=":material/leaderboard:")
+    st.page_link("pages/live.py", label="Watch runs train live", icon=":material/monitoring:")
+    st.page_link("pages/results.py", label="Compare finished runs", icon=":material/leaderboard:")
 with right:
     st.subheader("Saved models")
-    checkpoints = artifacts.list_checkpoints()
+    checkpoints = ui.workspace().list_checkpoints()
     if not checkpoints:
         st.info("No saved models yet: launch the demo, or train one on the Train page.")
     else:

@@ -15,6 +15,7 @@ from lenet.train import (
     check_train_limit,
 )
 
+ui.setup_page()
 st.title("Train")
 
 st.subheader("Presets: one click queues a whole comparison")
@@ -93,7 +94,8 @@ if submitted:
         st.success(f"Queued run #{run_id}. Follow it on the Live page.")
 
 st.subheader("Queue")
-queue = ui.store().list_runs(("queued", "running"))
+store = ui.workspace().store
+queue = store.list_runs(("queued", "running"))
 if queue.empty:
     st.caption("Nothing queued or training.")
 for _, run in queue.iterrows():
@@ -110,7 +112,7 @@ for _, run in queue.iterrows():
         label = "Stop" if run["status"] == "running" else "Cancel"
         if st.button(label, key=f"{label.lower()}_{run['id']}"):
             try:
-                (ui.store().request_stop if label == "Stop" else ui.store().cancel)(int(run["id"]))
+                (store.request_stop if label == "Stop" else store.cancel)(int(run["id"]))
                 st.rerun()
             except RunStateError as e:
                 st.warning(str(e))

@@ -1,0 +1,173 @@
+"""The run service: the one code path that trains and records a run.
+
+`execute_run(workspace, run_id)` takes a run the store already marks as running (claimed by a
+worker, or started by `python -m lenet train`), trains it with `lenet.train.train`, streams its
+metrics into the store, honours a stop request between batches, then saves the checkpoint (one
+naming scheme: `Workspace.checkpoint_path`) with its metadata and records the final status.
+The CLI, the worker pool and `reproduce` all come through here.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import torch
+
+from . import __version__, artifacts, data
+from .models import get_variant
+from .store import HEARTBEAT_INTERVAL_S, Store
+from .train import EpochMetrics, StepMetrics, TrainConfig, TrainResult, make_run_splits, train
+from .workspace import Workspace
+
+
+class Heartbeat:
+    """Beat for a worker and/or a run every HEARTBEAT_INTERVAL_S on a thread of its own, so a run
+    stays visibly alive during long evaluations; a process that dies stops beating."""
+
+    def __init__(self, store: Store, *, worker_pid: int | None = None):
+        self.store = store
+        self.worker_pid = worker_pid
+        self.run_id: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lenet-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL_S):
+            try:
+                if self.worker_pid is not None:
+                    self.store.worker_heartbeat(self.worker_pid)
+                if self.run_id is not None:
+                    self.store.heartbeat(self.run_id)
+            except Exception as e:  # a busy database must not kill the trainer; retry next beat
+                print(f"lenet: heartbeat failed: {e}", file=sys.stderr)
+
+
+def describe_environment() -> dict:
+    """Library versions and hardware, saved in checkpoint metadata."""
+    import torchmetrics
+    import torchvision
+
+    return {
+        "lenet": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def build_metadata(result: TrainResult, *, name: str, run_id: int, splits: data.Splits) -> dict:
+    """The JSON saved beside a checkpoint: enough to rebuild, compare and audit the run."""
+    variant = get_variant(result.config.variant)
+    test = result.test
+    return {
+        "format": "lenet-checkpoint/1",
+        "name": name,
+        "run_id": run_id,
+        "variant": variant.name,
+        "variant_title": variant.title,
+        "status": result.status,
+        "epochs_completed": len(result.history),
+        "config": result.config.to_dict(),
+        "seed": result.config.seed,
+        "history": [asdict(h) for h in result.history],
+        "train_accuracy": result.train_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": test.loss if test else None,
+        "per_class_accuracy": test.per_class_accuracy if test else None,
+        "confusion_matrix": test.confusion_matrix if test else None,
+        "train_seconds": result.seconds,
+        "device": result.device,
+        "dataset": {"fingerprint": splits.fingerprint, "source": splits.source},
+        "versions": describe_environment(),
+        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def execute_run(
+    workspace: Workspace,
+    run_id: int,
+    *,
+    splits: data.Splits | None = None,
+    on_step: Callable[[StepMetrics], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    extra_stop: Callable[[], bool] = lambda: False,
+    heartbeat: Heartbeat | None = None,
+) -> TrainResult:
+    """Train a run the store marks as running; record everything; return the TrainResult.
+
+    Any exception is recorded as `failed` (with its message) and raised again.
+    """
+    store = workspace.store
+    run = store.get_run(run_id)
+    with nullcontext(heartbeat) if heartbeat else Heartbeat(store) as beat:
+        beat.run_id = run_id
+        try:
+            return _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop)
+        except Exception as e:
+            store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            beat.run_id = None
+
+
+def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainResult:
+    store, run_id = workspace.store, run["id"]
+    config = TrainConfig.from_dict(run["config"])
+    init_state = None
+    if config.init_from:
+        init_state = artifacts.load_checkpoint(config.init_from)[0].state_dict()
+    splits = splits or make_run_splits(config, workspace.load_raw(run["data_dir"]))
+
+    def step(metrics: StepMetrics) -> None:
+        store.record_step(run_id, metrics)
+        if on_step:
+            on_step(metrics)
+
+    def epoch(metrics: EpochMetrics) -> None:
+        store.record_epoch(run_id, metrics)
+        if on_epoch:
+            on_epoch(metrics)
+
+    with store.stop_watch(run_id) as stop_requested:
+        result = train(
+            config,
+            splits,
+            on_step=step,
+            on_epoch=epoch,
+            init_state=init_state,
+            should_stop=lambda: extra_stop() or stop_requested(),
+        )
+    checkpoint = None
+    if result.model is not None:
+        metadata = build_metadata(result, name=run["name"], run_id=run_id, splits=splits)
+        path = workspace.checkpoint_path(run_id, run["name"])
+        checkpoint = str(artifacts.save_checkpoint(result.model, metadata, path))
+    message = result.message
+    if result.status == "stopped" and checkpoint is None:
+        message = "stopped before the first epoch finished; no checkpoint was saved"
+    store.finish(
+        run_id,
+        result.status,
+        message=message,
+        checkpoint=checkpoint,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.seconds,
+    )
+    return result
