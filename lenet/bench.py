@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import signal
 import statistics
 import tempfile
 import time
@@ -23,7 +25,11 @@ from torch import nn
 from . import data
 from .artifacts import list_checkpoints
 from .models import create_model, get_variant, list_models
+from .presets import PRESETS
+from .reproduce import wait_for_runs
 from .train import TrainConfig, resolve_device, train
+from .worker import PoolSettings, available_cores
+from .workspace import Workspace
 
 
 def _subset(split: data.Split, n: int) -> data.Split:
@@ -199,3 +205,35 @@ def run_bench(
         "predict_ms": predict_latency_ms(shipped) if shipped else None,
         "predict_models": len(shipped),
     }
+
+
+def preset_wall_time(preset: str, pool: PoolSettings, data_dir: str | None = None) -> float:
+    """Seconds for the worker pool to train a whole preset, queued at once into a fresh workspace."""
+    with tempfile.TemporaryDirectory(prefix="lenet-pool-") as home:
+        workspace = Workspace(Path(home))
+        ids = [workspace.store.enqueue(c, data_dir=data_dir) for c in PRESETS[preset].configs()]
+        started = time.perf_counter()
+        runs = wait_for_runs(workspace, ids, pool=pool, poll_s=0.2)
+        elapsed = time.perf_counter() - started
+        for pid in workspace.store.live_workers():  # idle now; they would wait a minute to leave
+            os.kill(pid, signal.SIGTERM)
+    if any(run["status"] != "finished" for run in runs):
+        raise RuntimeError(f"the {preset} preset did not finish under {pool}")
+    return elapsed
+
+
+def pool_bench(preset: str = "quick_demo", data_dir: str | None = None, progress=lambda m: None) -> dict:
+    """The same preset with one run on every core, and with one single-threaded run per core."""
+    cores = available_cores()
+    layouts = [PoolSettings(1, cores), PoolSettings(cores, 1)]
+    if PoolSettings.for_cores(cores) not in layouts:
+        layouts.append(PoolSettings.for_cores(cores))
+    rows = []
+    for pool in layouts:
+        seconds = preset_wall_time(preset, pool, data_dir)
+        progress(f"{preset}: {pool.parallel_runs} run(s) x {pool.threads_per_run} thread(s): {seconds:.0f} s")
+        rows.append(
+            {"parallel_runs": pool.parallel_runs, "threads_per_run": pool.threads_per_run, "seconds": seconds}
+        )
+    default = PoolSettings.for_cores(cores)
+    return {"preset": preset, "cores": cores, "pools": rows, "default": vars(default)}

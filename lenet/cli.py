@@ -303,19 +303,17 @@ def cmd_reproduce(args, workspace: Workspace) -> int:
 
 
 def cmd_bench(args, workspace: Workspace) -> int:
-    from .bench import run_bench
+    from .bench import pool_bench, run_bench
+    from .presets import PRESETS
 
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    raw = workspace.load_raw(args.data_dir)
     result = run_bench(
-        workspace.load_raw(args.data_dir),
-        workspace.pretrained_dir,
-        steps=args.steps,
-        rounds=args.rounds,
-        device=args.device,
-        progress=say,
+        raw, workspace.pretrained_dir, steps=args.steps, rounds=args.rounds, device=args.device, progress=say
     )
+    pools = pool_bench(data_dir=str(raw.source), progress=say) if args.pool else None
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "pool": pools}, indent=2))
         return 0
     print(
         f"training throughput, batch {result['batch_size']}, {result['steps']} steps x "
@@ -336,6 +334,17 @@ def cmd_bench(args, workspace: Workspace) -> int:
         print(
             f"image -> probabilities of all {result['predict_models']} shipped models: "
             f"{result['predict_ms']:.1f} ms (median)"
+        )
+    if pools:
+        print(f"the {pools['preset']} preset's {len(PRESETS[pools['preset']].configs())} runs, wall time:")
+        for row in pools["pools"]:
+            print(
+                f"  {row['parallel_runs']} run(s) x {row['threads_per_run']} thread(s)"
+                f"  {row['seconds']:>6.0f} s"
+            )
+        default = pools["default"]
+        print(
+            f"  default on {pools['cores']} cores: {default['parallel_runs']} x {default['threads_per_run']}"
         )
     return 0
 
@@ -424,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300, help="batches per round (default 300)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--pool",
+        action="store_true",
+        help="also time the quick-demo preset trained by 1 run x all cores and by 1 run per core (minutes)",
+    )
     p.add_argument("--json", action="store_true")
     data_options(p)
     p.set_defaults(handler=cmd_bench)

@@ -112,12 +112,14 @@ def open_and_check(page, url: str, heading: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
     _wait_idle(page)
+    from playwright.sync_api import expect  # waits up to its timeout for the page to get there
+
     assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {url}"
     sidebar = page.locator('[data-testid="stSidebar"]')
-    assert sidebar.get_by_text("Nothing is training.").count() == 1, f"no training status on {url}"
+    expect(sidebar.get_by_text("Nothing is training.")).to_have_count(1)
     # our own navigation links, never Streamlit's old-style pages list
-    assert page.locator('[data-testid="stSidebarNav"]').count() == 0, f"old-style navigation on {url}"
-    assert sidebar.get_by_role("link").count() == len(PAGES)
+    expect(sidebar.get_by_role("link")).to_have_count(len(PAGES))
+    expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_is_the_whole_page(browser, dashboard_url, tmp_path):

@@ -206,3 +206,17 @@ def test_sandbox_loads_a_notebook_pth_and_refuses_a_hostile_one(seeded, isolated
     kept = [p.name for p in (isolated_home / "uploads").iterdir()]
     assert len(kept) == 1 and kept[0].endswith("LeNet5V1_dropout.pth")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requests):
+    from lenet.reproduce import configs_for, queue_runs
+
+    store = ui.workspace().store
+    ids = queue_runs(store, configs_for(1, {"epochs": 1}))
+    store.claim_next(os.getpid())  # the first one trains, the others wait their turn
+    app = open_page("pages/live.py")
+    assert not app.exception
+    shown = " ".join(block.proto.text for block in app.get("progress"))  # the bars' labels
+    assert "baseline-seed0" in shown and "epoch 1/1" in shown
+    for run_id in ids[1:]:
+        assert f"{store.get_run(run_id)['name']}** · queued" in shown
