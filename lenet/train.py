@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from . import data
 from .models import get_variant
@@ -215,6 +213,10 @@ class TrainResult:
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: data.Split, batch_size: int = 1000) -> EvalMetrics:
     """Loss, accuracy, per-class accuracy and confusion matrix over the whole split."""
+    # Imported here: torchmetrics loads torchvision and all its image metrics (~2 s), which processes
+    # that only read or queue runs (the store, `lenet runs`, the dashboard's first paint) never need.
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -266,6 +268,8 @@ def train(
     of the last completed epoch. A non-finite loss ends the run as diverged. `channels_last`
     overrides the variant's measured memory layout (for `bench`, which measures both).
     """
+    from torchmetrics.functional.classification import multiclass_accuracy  # see evaluate()
+
     config.validated()
     device = resolve_device(config.device)
     started = time.perf_counter()

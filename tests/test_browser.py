@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import torch
 
 from lenet import artifacts
 from lenet.models import create_model
+
+from conftest import make_dataset_dir
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +46,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         if os.environ.get("LENET_REQUIRE_BROWSER"):
@@ -57,11 +60,12 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def dashboard_url(tmp_path, idx_dir):
+@contextmanager
+def serve_dashboard(root: Path):
+    """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data."""
     port = _free_port()
-    home = tmp_path / "home"
-    env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(idx_dir)}
+    home = root / "home"
+    env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(make_dataset_dir(root / "fmnist"))}
     # one saved model of our own, so the sandbox has a model even without the shipped ones
     torch.manual_seed(0)
     artifacts.save_checkpoint(
@@ -107,6 +111,20 @@ def dashboard_url(tmp_path, idx_dir):
         server.wait(timeout=20)
 
 
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory):
+    """One server for the tests that only look at pages (they change nothing stored)."""
+    with serve_dashboard(tmp_path_factory.mktemp("dashboard")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_dashboard_url(tmp_path):
+    """A server of its own that has answered no page yet."""
+    with serve_dashboard(tmp_path) as url:
+        yield url
+
+
 def open_and_check(page, url: str, heading: str) -> None:
     """Open a URL and wait until its script finished: the heading, no exception, the sidebar status."""
     page.goto(url)
@@ -122,7 +140,8 @@ def open_and_check(page, url: str, heading: str) -> None:
     expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
 
 
-def test_a_deep_link_opened_first_on_a_fresh_server_is_the_whole_page(browser, dashboard_url, tmp_path):
+def test_a_deep_link_opened_first_on_a_fresh_server_is_the_whole_page(browser, fresh_dashboard_url, tmp_path):
+    dashboard_url = fresh_dashboard_url
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     open_and_check(page, f"{dashboard_url}/live", "Live")  # the server's very first request
     page.screenshot(path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "live-deep-link.png"))

@@ -261,19 +261,19 @@ for seed in range(3):
 
 def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(workspace, store, worker_env):
     enqueuers = [
-        subprocess.Popen([sys.executable, "-c", ENQUEUE_SCRIPT, str(i)], env=worker_env) for i in range(4)
+        subprocess.Popen([sys.executable, "-c", ENQUEUE_SCRIPT, str(i)], env=worker_env) for i in range(3)
     ]
     workers = [start_worker(worker_env, parallel_runs=2) for _ in range(2)]
-    assert [p.wait(timeout=120) for p in enqueuers] == [0, 0, 0, 0]
+    assert [p.wait(timeout=120) for p in enqueuers] == [0, 0, 0]
     codes = [w.wait(timeout=300) for w in workers]
     errors = [w.stderr.read().decode() for w in workers]
     assert codes == [0, 0], errors
     runs = store.list_runs()
-    assert len(runs) == 12
+    assert len(runs) == 9
     assert set(runs["status"]) == {"finished"}
-    assert runs["attempts"].tolist() == [1] * 12
-    assert sorted(runs["seed"]) == sorted(i * 10 + s for i in range(4) for s in range(3))
-    assert len({c.path for c in artifacts.list_checkpoints(workspace.runs_dir)}) == 12
+    assert runs["attempts"].tolist() == [1] * 9
+    assert sorted(runs["seed"]) == sorted(i * 10 + s for i in range(3) for s in range(3))
+    assert len({c.path for c in artifacts.list_checkpoints(workspace.runs_dir)}) == 9
     assert len(set(runs["worker_pid"])) == 2  # both workers took part
 
 
@@ -300,6 +300,7 @@ def test_readers_polling_during_training_never_see_errors_or_half_runs(store, wo
                 reads[0] += 1
             except Exception as e:  # any error a reader sees is a failure
                 problems.append(repr(e))
+            time.sleep(0.02)  # a dashboard polls often, but does not spin: leave the CPU to training
 
     readers = [threading.Thread(target=poll) for _ in range(2)]
     for r in readers:
