@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -85,9 +86,9 @@ def test_metadata_naming_another_variant_is_checked_against_the_weights(tmp_path
     [
         (b"", "not a PyTorch checkpoint"),
         (b"hello, this is a text file\n", "not a PyTorch checkpoint"),
-        (b"\x00" + os.urandom(4096), "not a PyTorch checkpoint"),
-        (b"PK\x03\x04" + os.urandom(200), "damaged"),  # looks like a zip, isn't one
-        (b"\x80\x02" + os.urandom(200), "refused"),  # a pickle stream, not of tensors
+        (b"\x00" + random.Random(1).randbytes(4096), "not a PyTorch checkpoint"),
+        (b"PK\x03\x04" + random.Random(2).randbytes(200), "damaged"),  # looks like a zip, isn't one
+        (b"\x80\x02" + random.Random(0).randbytes(200), "refused"),  # a pickle stream, not of tensors
     ],
 )
 def test_non_checkpoint_files_are_refused(tmp_path, payload, match):
@@ -95,6 +96,16 @@ def test_non_checkpoint_files_are_refused(tmp_path, payload, match):
     path.write_bytes(payload)
     with pytest.raises(artifacts.CheckpointError, match=match):
         artifacts.load_checkpoint(path)
+
+
+def test_any_garbage_after_a_pickle_header_is_refused_with_a_message(tmp_path):
+    """The unpickler fails on garbage in many ways (IndexError, KeyError, UnicodeDecodeError...);
+    every one of them must come out as a CheckpointError, never as a traceback."""
+    path = tmp_path / "garbage.pth"
+    for seed in range(300):
+        path.write_bytes(b"\x80\x02" + random.Random(seed).randbytes(200))
+        with pytest.raises(artifacts.CheckpointError, match="refused|damaged"):
+            artifacts.load_checkpoint(path)
 
 
 def test_a_pickled_whole_module_is_refused(tmp_path):
