@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import CLASSES, artifacts, data
@@ -264,15 +265,12 @@ def cmd_predict(args, workspace: Workspace) -> int:
     return 0
 
 
-def cmd_reproduce(args, workspace: Workspace) -> int:
+@contextmanager
+def _runs_progress():
+    """A progress bar over a set of runs trained by the worker pool: yields its on_progress."""
     from tqdm import tqdm
 
-    from .reproduce import aggregate, markdown_table, reproduce
-
-    overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "device": args.device}
-    bar = tqdm(
-        total=0, unit="run", disable=None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs"
-    )
+    bar = tqdm(total=0, disable=None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs")
 
     def on_progress(runs: list[dict]) -> None:
         running = [r["name"] for r in runs if r["status"] == "running"]
@@ -281,13 +279,28 @@ def cmd_reproduce(args, workspace: Workspace) -> int:
         bar.n = sum(r["progress"] for r in runs)
         bar.set_description(f"training {', '.join(running) or '-'}; {queued} queued", refresh=True)
 
-    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     try:
-        summaries = reproduce(
-            workspace, args.seeds, data_dir=data_dir, overrides=overrides, on_progress=on_progress
-        )
+        yield on_progress
     finally:
         bar.close()
+
+
+def _resolved(data_dir: str | None) -> str | None:
+    return str(Path(data_dir).resolve()) if data_dir else None
+
+
+def cmd_reproduce(args, workspace: Workspace) -> int:
+    from .reproduce import aggregate, markdown_table, reproduce
+
+    overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "device": args.device}
+    with _runs_progress() as on_progress:
+        summaries = reproduce(
+            workspace,
+            args.seeds,
+            data_dir=_resolved(args.data_dir),
+            overrides=overrides,
+            on_progress=on_progress,
+        )
     rows = aggregate(summaries)
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
     if args.publish:
@@ -300,6 +313,60 @@ def cmd_reproduce(args, workspace: Workspace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _finish_experiment(workspace: Workspace, experiment_id: int, as_json: bool) -> int:
+    """Train an experiment's runs to completion; print its runs as JSON, or a table and findings."""
+    from .experiments import run_to_completion, runs_with_history, summary
+
+    experiment = workspace.store.get_experiment(experiment_id)
+    print(f"experiment {experiment_id}: {experiment['name']} ({experiment['runs']} runs)", file=sys.stderr)
+    with _runs_progress() as on_progress:
+        runs = run_to_completion(workspace, experiment_id, on_progress)
+    if as_json:
+        print(json.dumps(runs_with_history(workspace.store, experiment_id), indent=2))
+    else:
+        rows, sentences = summary(workspace.store, experiment_id)
+        by = experiment["varies"] or "variant"
+        for row in rows:
+            cells = "  ".join(
+                f"{label} {100 * row[key]:5.1f} ± {100 * row[key + '_std']:.1f}"
+                for label, key in (
+                    ("train", "train_accuracy"),
+                    ("val", "val_accuracy"),
+                    ("test", "test_accuracy"),
+                )
+            )
+            print(f"{row[by]!s:<14} {cells}  gap {100 * row['gap']:5.1f} ± {100 * row['gap_std']:.1f}")
+        for sentence in sentences:
+            print(f"- {sentence}")
+    unfinished = [r for r in runs if r["status"] != "finished"]
+    for run in unfinished:
+        print(f"lenet: run {run['id']} {run['name']} {run['status']}: {run['message']}", file=sys.stderr)
+    return EXIT_FAILED if unfinished else 0
+
+
+def cmd_preset(args, workspace: Workspace) -> int:
+    from .experiments import launch_preset
+    from .presets import PRESETS
+
+    if args.list or not args.name:
+        for key, preset in PRESETS.items():
+            print(f"{key:<12} {preset.title}: {preset.description}")
+        return 0 if args.list else EXIT_USAGE
+    experiment_id = launch_preset(workspace.store, args.name, args.seeds, _resolved(args.data_dir))
+    return _finish_experiment(workspace, experiment_id, args.json)
+
+
+def cmd_sweep(args, workspace: Workspace) -> int:
+    from .experiments import launch_sweep, parse_values
+
+    values = parse_values(args.param, args.values)
+    overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "device": args.device}
+    experiment_id = launch_sweep(
+        workspace.store, args.variant, args.param, values, args.seeds, overrides, _resolved(args.data_dir)
+    )
+    return _finish_experiment(workspace, experiment_id, args.json)
 
 
 def cmd_bench(args, workspace: Workspace) -> int:
@@ -405,6 +472,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     data_options(p)
     p.set_defaults(handler=cmd_reproduce)
+
+    p = sub.add_parser("preset", help="train a preset (e.g. quick_demo) as one experiment, to completion")
+    p.add_argument("name", nargs="?", help="the preset's key (see --list)")
+    p.add_argument("--list", action="store_true", help="list the presets")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every run over seeds 0..K-1 (default 1)")
+    p.add_argument("--json", action="store_true", help="one JSON list of runs, each with its history")
+    data_options(p)
+    p.set_defaults(handler=cmd_preset)
+
+    p = sub.add_parser("sweep", help="vary one hyperparameter of a variant over values, as one experiment")
+    p.add_argument("--variant", required=True, help=f"one of: {', '.join(list_models())}")
+    p.add_argument("--param", required=True, choices=["weight_decay", "dropout", "train_limit", "epochs"])
+    p.add_argument("--values", required=True, help="comma-separated, e.g. 0,0.0003,0.001,0.003,0.01")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every value over seeds 0..K-1 (default 1)")
+    p.add_argument("--epochs", type=int, help="epochs of every run (unless swept)")
+    p.add_argument("--train-limit", type=int, help="training images of every run (unless swept)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--json", action="store_true", help="one JSON list of runs, each with its history")
+    data_options(p)
+    p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("runs", help="list the runs in the run store ($LENET_HOME/runs.db)")
     p.add_argument("--json", action="store_true", help="a JSON list of runs")

@@ -257,3 +257,20 @@ def iterate_batches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield split.images[idx], split.labels[idx]
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, shift: int) -> torch.Tensor:
+    """Random shifts of up to `shift` pixels and random horizontal flips, per image, in one gather.
+
+    images: normalized (N, 1, 28, 28). The border that a shift uncovers is the background (black).
+    """
+    n, size = len(images), images.shape[-1]
+    background = (0.0 - MEAN) / STD
+    padded = torch.nn.functional.pad(images, (shift,) * 4, value=background)  # (N, 1, 28+2s, 28+2s)
+    offsets = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(images.device)
+    flips = torch.rand(n, generator=generator).to(images.device) < 0.5
+    grid = torch.arange(size, device=images.device)
+    rows = offsets[0, :, None] + grid  # (N, 28)
+    cols = offsets[1, :, None] + torch.where(flips[:, None], grid.flip(0), grid)  # (N, 28), mirrored or not
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)

@@ -68,6 +68,10 @@ class Variant:
     channels_last: bool = True
 
     @cached_property
+    def has_dropout(self) -> bool:
+        return any(isinstance(m, nn.Dropout) for m in self.build().modules())
+
+    @cached_property
     def layers(self) -> dict[str, str]:
         """Module path -> human layer name, e.g. {"feature.0": "conv1", "classifier.4": "fc2"}."""
         return layer_names(self.build())
@@ -183,6 +187,30 @@ def l2_optimized() -> LeNet5:
 )
 def batch_norm() -> LeNet5:
     return LeNet5(use_batch_norm=True)
+
+
+@register(
+    "early_stopping",
+    title="Early stopping",
+    summary="Watches validation loss after every epoch and stops once it has not improved for 5 "
+    "epochs, keeping the weights of the best epoch: the model is taken before it overfits.",
+    color="#b279a2",
+    defaults={"patience": 5},
+)
+def early_stopping() -> LeNet5:
+    return LeNet5()
+
+
+@register(
+    "augment",
+    title="Data augmentation",
+    summary="Shows every training image shifted by up to 2 pixels and, half of the time, mirrored: "
+    "more varied data, so memorizing the training set stops paying off.",
+    color="#9d755d",
+    defaults={"augment": True},
+)
+def augment() -> LeNet5:
+    return LeNet5()
 
 
 def infer_architecture(keys: set[str]) -> str:

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from . import artifacts
+from .findings import variant_findings
 from .models import get_variant
 from .reproduce import RunSummary, markdown_table
 from .workspace import REPO_ROOT
@@ -104,33 +105,6 @@ def _goal_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _lessons(rows: list[dict]) -> list[str]:
-    """A few sentences a teacher can read out, computed from the table."""
-    by = {row["variant"]: row for row in rows}
-    best = max(rows, key=lambda r: r["test_accuracy"])
-    tightest = min(rows, key=lambda r: abs(r["gap"]))
-    lines = [
-        f"- Best test accuracy: {best['variant']} ({100 * best['test_accuracy']:.1f}%).",
-        f"- Smallest generalization gap: {tightest['variant']} ({100 * tightest['gap']:+.1f} points).",
-    ]
-    if "baseline" in by:
-        base = by["baseline"]
-        for row in rows:
-            if row is base:
-                continue
-            lines.append(
-                f"- {row['variant']} vs baseline: gap {100 * (row['gap'] - base['gap']):+.1f} points, "
-                f"test accuracy {100 * (row['test_accuracy'] - base['test_accuracy']):+.1f} points"
-                + (
-                    ", training accuracy far lower: too strong a penalty, the model underfits"
-                    if row["train_accuracy"] < base["train_accuracy"] - 0.05
-                    else ""
-                )
-                + "."
-            )
-    return lines
-
-
 def _notebook_lines(rows: list[dict]) -> list[str]:
     lines = []
     for row in rows:
@@ -183,7 +157,7 @@ counted while the epoch trains (dropout active), as the notebook did; the gap is
 
 ### What the numbers show
 
-{chr(10).join(_lessons(rows))}
+{chr(10).join("- " + line for line in variant_findings(rows))}
 
 ### Against the targets (mean test accuracy)
 

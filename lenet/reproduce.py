@@ -9,11 +9,11 @@ training), so an interrupted reproduce resumes where it stopped.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import findings
 from .models import get_variant, list_models
 from .store import ACTIVE, Store
 from .train import TrainConfig
@@ -138,26 +138,13 @@ def _summary(run: dict) -> RunSummary:
     )
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def aggregate(summaries: list[RunSummary]) -> list[dict]:
     """Per variant: mean and std over seeds of each accuracy, the gap, and the time per run."""
-    rows = []
-    for variant in dict.fromkeys(s.variant for s in summaries):
-        runs = [s for s in summaries if s.variant == variant]
-        row = {
-            "variant": variant,
-            "seeds": len(runs),
-            "epochs": runs[0].epochs,
-            "weight_decay": runs[0].weight_decay,
-        }
-        for key in ("train_accuracy", "val_accuracy", "test_accuracy", "seconds"):
-            row[key], row[key + "_std"] = _mean_std([getattr(s, key) for s in runs])
-        row["gap"], row["gap_std"] = _mean_std([s.train_accuracy - s.val_accuracy for s in runs])
-        row["notebook_train"], row["notebook_val"] = get_variant(variant).notebook or (None, None)
-        rows.append(row)
+    rows = findings.aggregate(vars(s) for s in summaries)
+    for row in rows:
+        first = next(s for s in summaries if s.variant == row["variant"])
+        row["epochs"], row["weight_decay"] = first.epochs, first.weight_decay
+        row["notebook_train"], row["notebook_val"] = get_variant(row["variant"]).notebook or (None, None)
     return rows
 
 

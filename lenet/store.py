@@ -81,6 +81,19 @@ MIGRATIONS = [
     """,
     # the dataset folder a run was asked to train on (NULL: the workspace's usual sources)
     "ALTER TABLE runs ADD COLUMN data_dir TEXT",
+    # experiments: one launch of several runs (a preset, a sweep, repeats over seeds)
+    """
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        varies TEXT,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN experiment_id INTEGER REFERENCES experiments(id);
+    CREATE INDEX runs_experiment ON runs(experiment_id)
+    """,
 ]
 
 # A running run whose heartbeat is stale reads as interrupted, whoever reads it.
@@ -160,25 +173,33 @@ class Store:
         *,
         source: str = "queue",
         data_dir: str | None = None,
+        experiment_id: int | None = None,
     ) -> int:
         """Add a run to the queue; a worker will pick it up. Returns the run id."""
-        return self._insert(config.validated(), name, status="queued", source=source, data_dir=data_dir)
+        return self._insert(config.validated(), name, "queued", source, data_dir, experiment_id=experiment_id)
 
     def start_direct_run(
         self, config: TrainConfig, name: str | None = None, data_dir: str | None = None
     ) -> int:
         """Record a run that this process trains itself (`python -m lenet train`)."""
-        return self._insert(config.validated(), name, status="running", source="cli", data_dir=data_dir)
+        return self._insert(config.validated(), name, "running", "cli", data_dir)
 
     def _insert(
-        self, config: TrainConfig, name: str | None, status: str, source: str, data_dir: str | None
+        self,
+        config: TrainConfig,
+        name: str | None,
+        status: str,
+        source: str,
+        data_dir: str | None,
+        experiment_id: int | None = None,
     ) -> int:
         now = time.time()
         running = status == "running"
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (name, variant, config, status, source, created_at, started_at,"
-                " heartbeat_at, worker_pid, attempts, data_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, worker_pid, attempts, data_dir, experiment_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name or "",
                     config.variant,
@@ -191,6 +212,7 @@ class Store:
                     os.getpid() if running else None,
                     1 if running else 0,
                     str(data_dir) if data_dir else None,
+                    experiment_id,
                 ),
             )
             run_id = cursor.lastrowid
@@ -274,6 +296,90 @@ class Store:
     def _resolve(self, checkpoint: str) -> Path:
         """Checkpoint paths are stored relative to the database's folder, so a home can be moved."""
         return self.path.parent / checkpoint
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        kind: str,
+        configs: list[TrainConfig],
+        *,
+        description: str = "",
+        varies: str | None = None,
+        data_dir: str | None = None,
+    ) -> int:
+        """One launch of several runs, queued together in one transaction. Returns its id."""
+        configs = [c.validated() for c in configs]
+        now = time.time()
+        with self._transaction() as db:
+            experiment_id = db.execute(
+                "INSERT INTO experiments (name, kind, description, varies, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, kind, description, varies, now),
+            ).lastrowid
+            for config in configs:
+                run_id = db.execute(
+                    "INSERT INTO runs (name, variant, config, status, source, created_at, data_dir,"
+                    " experiment_id) VALUES ('', ?, ?, 'queued', ?, ?, ?, ?)",
+                    (config.variant, json.dumps(config.to_dict()), kind, now, data_dir, experiment_id),
+                ).lastrowid
+                db.execute(
+                    "UPDATE runs SET name = ? WHERE id = ?", (_run_name(config, varies, run_id), run_id)
+                )
+        return experiment_id
+
+    def list_experiments(self) -> pd.DataFrame:
+        """Experiments, newest first, with how many of their runs are in each state."""
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT e.*, COUNT(r.id) AS runs,"
+                f" SUM(({_EFFECTIVE_STATUS}) IN ('queued', 'running')) AS active,"
+                f" SUM(r.status = 'finished') AS finished"
+                f" FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id"
+                f" GROUP BY e.id ORDER BY e.id DESC",
+                {"stale": time.time() - heartbeat_timeout_s()},
+            ).fetchall()
+        columns = ["id", "name", "kind", "description", "varies", "created_at", "runs", "active", "finished"]
+        return pd.DataFrame([dict(r) for r in rows], columns=columns)
+
+    def get_experiment(self, experiment_id: int) -> dict | None:
+        found = self.list_experiments()
+        found = found[found["id"] == experiment_id]
+        return found.iloc[0].to_dict() if len(found) else None
+
+    def rename_experiment(self, experiment_id: int, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise RunStateError("an experiment needs a name")
+        with self._connect() as db:
+            if not db.execute("UPDATE experiments SET name = ? WHERE id = ?", (name, experiment_id)).rowcount:
+                raise RunStateError(f"experiment {experiment_id} does not exist")
+
+    def delete_experiment(self, experiment_id: int) -> None:
+        """Delete an experiment with its runs, their metrics and checkpoints; none may be training."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM experiments WHERE id = ?", (experiment_id,)).fetchone() is None:
+                raise RunStateError(f"experiment {experiment_id} does not exist")
+            training = db.execute(
+                f"SELECT COUNT(*) FROM runs WHERE experiment_id = :id AND ({_EFFECTIVE_STATUS}) = 'running'",
+                {"id": experiment_id, "stale": time.time() - heartbeat_timeout_s()},
+            ).fetchone()[0]
+            if training:
+                raise RunStateError(
+                    f"experiment {experiment_id} has {training} run(s) training; stop them before deleting it"
+                )
+            checkpoints = [
+                row[0]
+                for row in db.execute(
+                    "DELETE FROM runs WHERE experiment_id = ? RETURNING checkpoint", (experiment_id,)
+                )
+                if row[0]
+            ]
+            db.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+        for checkpoint in checkpoints:
+            self._resolve(checkpoint).unlink(missing_ok=True)
+            metadata_path(self._resolve(checkpoint)).unlink(missing_ok=True)
 
     # -- progress, written by the process that trains ---------------------------------------
 
@@ -376,12 +482,15 @@ class Store:
             ).fetchone()
         return self._run_dict(row) if row else None
 
-    def list_runs(self, statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """All runs, newest first, one row each, with the config expanded into columns."""
+    def list_runs(
+        self, statuses: tuple[str, ...] | None = None, experiment_id: int | None = None
+    ) -> pd.DataFrame:
+        """All runs (of one experiment), newest first, one row each, the config expanded into columns."""
+        where = "" if experiment_id is None else "WHERE experiment_id = :experiment"
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs ORDER BY id DESC",
-                {"stale": time.time() - heartbeat_timeout_s()},
+                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs {where} ORDER BY id DESC",
+                {"stale": time.time() - heartbeat_timeout_s(), "experiment": experiment_id},
             ).fetchall()
         runs = [self._run_dict(row) for row in rows]
         if statuses is not None:
@@ -410,7 +519,7 @@ class Store:
         run["status"] = run.pop("effective_status")
         config = json.loads(run["config"])
         run["config"] = config
-        for key in ("epochs", "lr", "weight_decay", "batch_size", "seed", "train_limit"):
+        for key in CONFIG_COLUMNS:
             run[key] = config.get(key)
         global_step, total = run.pop("global_step"), run["total_steps"]
         run["progress"] = global_step / total if total else (1.0 if run["status"] == "finished" else 0.0)
@@ -435,6 +544,9 @@ RUN_COLUMNS = [
     "batch_size",
     "seed",
     "train_limit",
+    "dropout",
+    "patience",
+    "augment",
     "epochs_completed",
     "progress",
     "total_steps",
@@ -454,5 +566,24 @@ RUN_COLUMNS = [
     "checkpoint",
     "message",
     "data_dir",
+    "experiment_id",
     "config",
 ]
+# config values shown as columns of their own
+CONFIG_COLUMNS = (
+    "epochs",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "seed",
+    "train_limit",
+    "dropout",
+    "patience",
+    "augment",
+)
+
+
+def _run_name(config: TrainConfig, varies: str | None, run_id: int) -> str:
+    """variant, the varied value if any, seed, id: e.g. `l2-weight_decay=0.003-s1-#42`."""
+    value = f"-{varies}={getattr(config, varies):g}" if varies not in (None, "variant") else ""
+    return f"{config.variant}{value}-s{config.seed}-#{run_id}"

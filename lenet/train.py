@@ -28,6 +28,8 @@ MAX_LR = 100.0  # absurd for Adam, but allowed: watching a run blow up is a less
 # Adam's bounded steps rarely reach inf/NaN: a huge learning rate shows as an exploding finite loss.
 DIVERGED_LOSS = 100.0
 MAX_WEIGHT_DECAY = 1.0
+MAX_DROPOUT = 0.9  # a higher rate leaves too few units to learn anything
+SHIFT_PIXELS = 2  # augmentation: random shifts of up to 2 px each way, like a slightly off-centre photo
 MAX_STEP_POINTS = 1000  # progress points per run: a smooth live curve, a bounded store
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -51,6 +53,11 @@ class TrainConfig:
     split_seed: int = 0  # fixed by default so every run is validated on the same images
     device: str = "auto"
     init_from: str | None = None  # warm start: checkpoint whose weights training starts from
+    dropout: float | None = None  # rate of the dropout layer (variants that have one; None: 0.5)
+    # Early stopping: end the run when validation loss has not improved for this many epochs,
+    # and keep the weights of its best epoch. None: train every epoch, keep the last.
+    patience: int | None = None
+    augment: bool = False  # random 2-px shifts and horizontal flips of every training batch
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> TrainConfig:
@@ -108,6 +115,20 @@ class TrainConfig:
                 self.device in DEVICES or str(self.device).startswith("cuda:"),
                 f"device must be one of {', '.join(DEVICES)}, got {self.device!r}",
             ),
+            (
+                self.dropout is None or (_is_number(self.dropout) and 0 <= self.dropout <= MAX_DROPOUT),
+                f"dropout rate must be between 0 and {MAX_DROPOUT:g}, got {self.dropout!r}",
+            ),
+            (
+                self.dropout is None or get_variant(self.variant).has_dropout,
+                f"variant {self.variant!r} has no dropout layer; a dropout rate needs --variant dropout",
+            ),
+            (
+                self.patience is None or (_is_int(self.patience) and 1 <= self.patience <= MAX_EPOCHS),
+                f"early-stopping patience must be a whole number of epochs from 1 to {MAX_EPOCHS}, "
+                f"got {self.patience!r}",
+            ),
+            (isinstance(self.augment, bool), f"augment must be true or false, got {self.augment!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -196,14 +217,19 @@ class TrainResult:
     message: str = ""
     seconds: float = 0.0
     device: str = "cpu"
+    kept_epoch: int | None = None  # whose weights the model has: the last, or the best with early stopping
+
+    @property
+    def kept(self) -> EpochMetrics | None:
+        return self.history[self.kept_epoch - 1] if self.kept_epoch else None
 
     @property
     def train_accuracy(self) -> float | None:
-        return self.history[-1].train_accuracy if self.history else None
+        return self.kept.train_accuracy if self.kept else None
 
     @property
     def val_accuracy(self) -> float | None:
-        return self.history[-1].val_accuracy if self.history else None
+        return self.kept.val_accuracy if self.kept else None
 
     @property
     def test_accuracy(self) -> float | None:
@@ -245,6 +271,17 @@ def default_log_interval(total_steps: int) -> int:
     return max(5, math.ceil(total_steps / MAX_STEP_POINTS))
 
 
+def build_model(config: TrainConfig) -> nn.Module:
+    """The config's variant, with its dropout rate when it sets one (the layers stay the same, so
+    checkpoints still load into the notebook's LeNet5V1)."""
+    model = get_variant(config.variant).build()
+    if config.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config.dropout
+    return model
+
+
 def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device):
     # The notebook's optimizer: Adam with L2 as weight_decay (added to the gradient, not AdamW).
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of a loop
@@ -277,7 +314,7 @@ def train(
     shuffle = torch.Generator().manual_seed(config.seed)
 
     variant = get_variant(config.variant)
-    model = variant.build()
+    model = build_model(config)
     if init_state is not None:
         model.load_state_dict(init_state)
     # NHWC weights make oneDNN pick its faster convolutions for some variants, not all (see the
@@ -293,7 +330,8 @@ def train(
     if log_every is None:
         log_every = default_log_interval(total_steps)
     result = TrainResult(status="finished", config=config, device=str(device))
-    last_good_state: dict[str, torch.Tensor] | None = None
+    kept_state: dict[str, torch.Tensor] | None = None
+    augment = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
     global_step = 0
 
     for epoch in range(1, config.epochs + 1):
@@ -311,8 +349,12 @@ def train(
         ):
             if should_stop is not None and should_stop():
                 result.status = "stopped"
-                result.message = f"stopped during epoch {epoch}; kept the weights after epoch {epoch - 1}"
+                result.message = (
+                    f"stopped during epoch {epoch}; kept the weights after epoch {result.kept_epoch or 0}"
+                )
                 break
+            if augment is not None:  # training batches only: validation and test stay as they are
+                images = data.augment_batch(images, augment, SHIFT_PIXELS)
             logits = model(images)
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -370,12 +412,21 @@ def train(
             seconds=time.perf_counter() - epoch_started,
         )
         result.history.append(metrics)
-        last_good_state = copy.deepcopy(model.state_dict())
+        # Keep the last epoch, or with early stopping the one of lowest validation loss so far.
+        if config.patience is None or result.kept is None or metrics.val_loss < result.kept.val_loss:
+            result.kept_epoch = epoch
+            kept_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(metrics)
+        if config.patience is not None and epoch - result.kept_epoch >= config.patience:
+            result.message = (
+                f"early stopping after epoch {epoch}: validation loss has not improved for "
+                f"{config.patience} epochs; kept the weights of epoch {result.kept_epoch}, its best"
+            )
+            break
 
-    if last_good_state is not None and result.status != "diverged":
-        model.load_state_dict(last_good_state)
+    if kept_state is not None and result.status != "diverged":
+        model.load_state_dict(kept_state)
         # The test set is touched once, here, after every choice has been made.
         result.test = evaluate(model, splits.test)
         result.model = model.to("cpu", memory_format=torch.contiguous_format).eval()

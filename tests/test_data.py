@@ -127,3 +127,23 @@ def test_the_test_images_load_without_the_training_files(tmp_path):
     assert test.split.labels.shape == (200,)
     with pytest.raises(data.DataError, match="train-images-idx3-ubyte"):
         data.load_raw(folder)
+
+
+def test_augmentation_shifts_and_flips_whole_batches_as_tensors():
+    images = data.normalize(torch.zeros(64, 28, 28, dtype=torch.uint8))
+    images[:, 0, 10:18, 10:14] = 2.0  # a bright bar left of the centre
+    out = data.augment_batch(images, torch.Generator().manual_seed(0), shift=2)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    again = data.augment_batch(images, torch.Generator().manual_seed(0), shift=2)
+    assert torch.equal(out, again)  # the same generator state gives the same batch
+    assert not torch.equal(out, data.augment_batch(images, torch.Generator().manual_seed(1), shift=2))
+    columns = [(img[0] == 2.0).any(0).nonzero().flatten() for img in out]
+    assert all(len(c) == 4 and c.max() - c.min() == 3 for c in columns)  # the bar survives whole
+    centres = torch.tensor([c.float().mean() for c in columns])
+    mirrored = centres > 14  # flipped images have the bar right of the centre
+    assert 10 < mirrored.sum() < 54  # about half
+    # shifts of up to 2 px: 11.5 +- 2 unflipped, 15.5 +- 2 mirrored
+    assert ((centres[~mirrored] - 11.5).abs() <= 2).all() and ((centres[mirrored] - 15.5).abs() <= 2).all()
+    assert len(set(centres.tolist())) > 3
+    background = (0 - data.MEAN) / data.STD
+    assert torch.isclose(out[out != 2.0], torch.tensor(background)).all()  # uncovered border is black

@@ -13,8 +13,19 @@ from lenet.models import (
 )
 
 
-def test_registry_holds_the_notebooks_five_variants():
-    assert list_models() == ["baseline", "dropout", "l2", "l2_optimized", "batch_norm"]
+def test_registry_holds_the_notebooks_five_variants_then_two_more_regularizers():
+    assert list_models() == [
+        "baseline",
+        "dropout",
+        "l2",
+        "l2_optimized",
+        "batch_norm",
+        "early_stopping",
+        "augment",
+    ]
+    assert get_variant("early_stopping").defaults == {"patience": 5}
+    assert get_variant("augment").defaults == {"augment": True}
+    assert [n for n in list_models() if get_variant(n).notebook] == list_models()[:5]
     assert get_variant("l2").defaults == {"weight_decay": 0.01}
     assert get_variant("l2_optimized").defaults == {"weight_decay": 0.001, "epochs": 20}
 

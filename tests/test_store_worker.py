@@ -106,10 +106,19 @@ def test_schema_is_versioned_and_reopening_keeps_data(store):
     run_id = store.enqueue(TrainConfig())
     assert store.schema_version() == len(MIGRATIONS)
     assert Store(store.path).get_run(run_id)["variant"] == "baseline"
-    with sqlite3.connect(store.path) as db:  # a database of schema 1 (before data_dir) is upgraded
-        db.execute("ALTER TABLE runs DROP COLUMN data_dir")
+    # a database written by the first version (schema 1) is upgraded, its runs kept
+    old = store.path.with_name("v1.db")
+    with sqlite3.connect(old) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute(
+            "INSERT INTO runs (name, variant, config, created_at) VALUES ('old', 'l2', ?, 0)",
+            (json.dumps(TrainConfig.for_variant("l2").to_dict()),),
+        )
         db.execute("PRAGMA user_version = 1")
-    assert Store(store.path).get_run(run_id)["data_dir"] is None
+    upgraded = Store(old)
+    assert upgraded.schema_version() == len(MIGRATIONS)
+    run = upgraded.get_run(1)
+    assert (run["name"], run["weight_decay"], run["data_dir"], run["experiment_id"]) == ("old", 0.01, None, None)
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")

@@ -149,3 +149,56 @@ def test_progress_reports_are_frequent_but_bounded(total_steps):
     assert total_steps / interval <= MAX_STEP_POINTS
     if total_steps <= 20_000:  # a notebook-sized run gets a point every dozen batches or so
         assert interval <= 25
+
+
+def test_early_stopping_keeps_the_best_epoch_and_says_so(small_splits):
+    # half the training labels scrambled: the model first learns the bands, then memorizes the
+    # noise, and validation loss turns back up (the overfitting U-curve)
+    labels = small_splits.train.labels.clone()
+    labels[::2] = labels[::2][torch.randperm(len(labels[::2]), generator=torch.Generator().manual_seed(0))]
+    noisy = data.Splits(
+        data.Split(small_splits.train.images, labels), small_splits.val, small_splits.test, "x", "x"
+    )
+    result = train(TrainConfig(epochs=40, lr=0.003, patience=2), noisy)
+    losses = [h.val_loss for h in result.history]
+    best = losses.index(min(losses)) + 1
+    assert result.status == "finished" and result.kept_epoch == best
+    assert len(result.history) == best + 2 < 40  # stopped two epochs after its best
+    assert "early stopping" in result.message and f"epoch {best}" in result.message
+    assert result.val_accuracy == result.history[best - 1].val_accuracy
+    # the model holds the best epoch's weights: its validation loss is the best one
+    assert evaluate(result.model, noisy.val).loss == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_without_early_stopping_the_last_epoch_is_kept(small_splits):
+    result = train(TrainConfig(epochs=3), small_splits)
+    assert result.kept_epoch == 3 and result.val_accuracy == result.history[-1].val_accuracy
+
+
+def test_dropout_rate_is_a_hyperparameter_of_the_dropout_variant(small_splits):
+    from lenet.train import build_model
+
+    model = build_model(TrainConfig.for_variant("dropout", dropout=0.2))
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2]
+    assert [m.p for m in build_model(TrainConfig.for_variant("dropout")).modules() if hasattr(m, "p")] == [
+        0.5
+    ]
+    with pytest.raises(ConfigError, match="no dropout layer"):
+        TrainConfig.for_variant("baseline", dropout=0.3)
+    with pytest.raises(ConfigError, match="dropout rate must be between 0 and 0.9"):
+        TrainConfig.for_variant("dropout", dropout=0.95)
+    a = train(TrainConfig.for_variant("dropout", dropout=0.0, epochs=1), small_splits)
+    b = train(TrainConfig.for_variant("dropout", dropout=0.9, epochs=1), small_splits)
+    assert a.history[0].train_loss != b.history[0].train_loss
+
+
+def test_augmentation_changes_training_batches_only(small_splits, monkeypatch):
+    seen = []
+    original = data.augment_batch
+    monkeypatch.setattr(data, "augment_batch", lambda *a: seen.append(a[0].shape) or original(*a))
+    plain = train(TrainConfig(epochs=1), small_splits)
+    augmented = train(TrainConfig(epochs=1, augment=True), small_splits)
+    assert len(seen) == math.ceil(540 / 64)  # every training batch, and nothing else
+    assert augmented.history[0].train_loss != plain.history[0].train_loss
+    again = train(TrainConfig(epochs=1, augment=True), small_splits)
+    assert again.history[0].train_loss == augmented.history[0].train_loss  # deterministic under a seed

@@ -1,0 +1,141 @@
+"""Experiments: a launch of several runs (a preset, a sweep, repeats over seeds) as one unit in the
+store, with what varies between its runs; and reading one back as runs, a table and findings.
+
+The dashboard and `python -m lenet preset | sweep` launch through here; the worker pool trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import findings
+from .models import get_variant
+from .presets import PRESETS
+from .reproduce import wait_for_runs
+from .store import Store
+from .train import ConfigError, TrainConfig
+from .workspace import Workspace
+
+# What a sweep can vary, and how a typed value is read.
+SWEEPABLE = {"weight_decay": float, "dropout": float, "train_limit": int, "epochs": int}
+MAX_SEEDS = 10
+MAX_SWEEP_VALUES = 12
+
+
+def _check_seeds(seeds: int) -> None:
+    if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"seeds must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}")
+
+
+def launch_preset(store: Store, key: str, seeds: int = 1, data_dir: str | None = None) -> int:
+    """Queue a preset's runs, repeated over seeds 0..seeds-1, as one experiment."""
+    if key not in PRESETS:
+        raise ConfigError(f"unknown preset {key!r}; choose one of: {', '.join(PRESETS)}")
+    _check_seeds(seeds)
+    preset = PRESETS[key]
+    configs = [config for seed in range(seeds) for config in preset.configs(seed)]
+    name = preset.title + (f" × {seeds} seeds" if seeds > 1 else "")
+    return store.create_experiment(
+        name, "preset", configs, description=preset.description, varies="variant", data_dir=data_dir
+    )
+
+
+def parse_values(param: str, text: str) -> list:
+    """'0,0.001,0.01' -> [0.0, 0.001, 0.01] for a sweepable parameter; clear errors otherwise."""
+    if param not in SWEEPABLE:
+        raise ConfigError(f"cannot sweep {param!r}; choose one of: {', '.join(SWEEPABLE)}")
+    try:
+        values = [SWEEPABLE[param](v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        kind = "whole numbers" if SWEEPABLE[param] is int else "numbers"
+        raise ConfigError(f"{param} values must be {kind} separated by commas, got {text!r}") from None
+    if not 2 <= len(values) <= MAX_SWEEP_VALUES:
+        raise ConfigError(f"a sweep needs 2 to {MAX_SWEEP_VALUES} values, got {len(values)}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"the values repeat: {text!r}")
+    return sorted(values)
+
+
+def launch_sweep(
+    store: Store,
+    variant: str,
+    param: str,
+    values: list,
+    seeds: int = 1,
+    overrides: dict | None = None,
+    data_dir: str | None = None,
+) -> int:
+    """Queue one run per value x seed of `param` for `variant`, as one experiment."""
+    _check_seeds(seeds)
+    if param not in SWEEPABLE:
+        raise ConfigError(f"cannot sweep {param!r}; choose one of: {', '.join(SWEEPABLE)}")
+    overrides = {k: v for k, v in (overrides or {}).items() if k != param}
+    configs = [
+        TrainConfig.for_variant(variant, seed=seed, **overrides, **{param: value})
+        for value in values
+        for seed in range(seeds)
+    ]  # every config is validated here, before anything is stored
+    title = get_variant(variant).title
+    shown = ", ".join(f"{v:g}" for v in values)
+    return store.create_experiment(
+        f"{title}: {param} sweep ({shown})" + (f" × {seeds} seeds" if seeds > 1 else ""),
+        "sweep",
+        configs,
+        description=f"{title} trained with {param} = {shown}; everything else the same.",
+        varies=param,
+        data_dir=data_dir,
+    )
+
+
+def run_to_completion(
+    workspace: Workspace,
+    experiment_id: int,
+    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+) -> list[dict]:
+    """Let the worker pool train the experiment's runs; return them when all have ended."""
+    ids = sorted(workspace.store.list_runs(experiment_id=experiment_id)["id"].tolist())
+    return wait_for_runs(workspace, ids, on_progress=on_progress)
+
+
+def runs_with_history(store: Store, experiment_id: int) -> list[dict]:
+    """The experiment's runs, oldest first, each with its per-epoch history (validation loss too)."""
+    experiment = store.get_experiment(experiment_id)
+    runs = store.list_runs(experiment_id=experiment_id).sort_values("id")
+    epochs = store.epoch_metrics(runs["id"].tolist())
+    varies = experiment["varies"]
+    result = []
+    for run in runs.to_dict("records"):
+        history = epochs[epochs["run_id"] == run["id"]].drop(columns="run_id").to_dict("records")
+        entry = {
+            key: run[key]
+            for key in (
+                "id",
+                "name",
+                "variant",
+                "seed",
+                "status",
+                "train_accuracy",
+                "val_accuracy",
+                "test_accuracy",
+            )
+        }
+        entry.update(experiment_id=experiment_id, seconds=run["train_seconds"], history=history)
+        entry["best_epoch"] = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
+        if varies and varies != "variant":
+            entry["param"], entry["value"] = varies, run["config"][varies]
+            entry[varies] = run["config"][varies]
+        result.append(entry)
+    return result
+
+
+def summary(store: Store, experiment_id: int) -> tuple[list[dict], list[str]]:
+    """Mean ± std per variant (or per swept value) over the finished runs, and findings in words."""
+    varies = store.get_experiment(experiment_id)["varies"] or "variant"
+    finished = [r for r in runs_with_history(store, experiment_id) if r["status"] == "finished"]
+    if not finished:
+        return [], []
+    rows = findings.aggregate(finished, by=varies)
+    if varies == "variant":
+        return rows, findings.variant_findings(rows)
+    rows.sort(key=lambda r: r[varies])
+    return rows, findings.sweep_findings(rows, varies)
