@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -70,6 +71,14 @@ def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
     ids = [ws.store.enqueue(config, name=name) for config in configs]
     ensure_workers(ws)
     return ids
+
+
+def launch_experiment(launcher, *args, **kwargs) -> int:
+    """Queue an experiment (`lenet.experiments.launch_*`) and make sure the worker pool trains it."""
+    ws = workspace()
+    experiment_id = launcher(ws.store, *args, **kwargs)
+    ensure_workers(ws)
+    return experiment_id
 
 
 @st.cache_resource(max_entries=32)
@@ -148,3 +157,51 @@ def mistakes(path: str, limit: int = 24):
 def _mistakes(path: str, mtime_ns: int, limit: int):
     model, _ = _load_checkpoint(path, mtime_ns)
     return analysis.mistakes(model, test_images().split, limit=limit)
+
+
+def choose_experiment(store, every_run_option: bool = False) -> int | None:
+    """A selector of experiments, newest first, kept in the URL (?experiment=ID).
+
+    It opens on the newest launch: the newest experiment, or "every run" (None, where offered) when
+    the newest run was launched on its own. None when there are no experiments.
+    """
+    found = store.list_experiments()
+    if found.empty:
+        return None
+    labels = {
+        int(e["id"]): f"#{e['id']} {e['name']} ({int(e['finished'] or 0)}/{e['runs']} finished)"
+        for _, e in found.iterrows()
+    }
+    if every_run_option:
+        labels = {0: "Every run, newest first", **labels}
+    ids = list(labels)
+    wanted = st.query_params.get("experiment", "")
+    if wanted.isdigit() and int(wanted) in labels:
+        index = ids.index(int(wanted))
+    else:
+        newest = store.list_runs().head(1)["experiment_id"]
+        on_its_own = every_run_option and (newest.empty or pd.isna(newest.iloc[0]))
+        index = 0 if on_its_own or not every_run_option else 1
+    chosen = st.selectbox("Experiment", ids, index=index, format_func=labels.get, key="experiment")
+    st.query_params["experiment"] = str(chosen)
+    return chosen or None
+
+
+def summary_table(rows: list[dict], by: str) -> pd.DataFrame:
+    """Mean ± std per variant or swept value, as text a class can read."""
+    shown = {
+        "train_accuracy": "train %",
+        "val_accuracy": "validation %",
+        "test_accuracy": "test %",
+        "gap": "gap (points)",
+    }
+    return pd.DataFrame(
+        {
+            by: row[by] if by == "variant" else f"{row[by]:g}",
+            "seeds": row["seeds"],
+            **{
+                label: f"{100 * row[key]:.1f} ± {100 * row[key + '_std']:.1f}" for key, label in shown.items()
+            },
+        }
+        for row in rows
+    )

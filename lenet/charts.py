@@ -102,11 +102,138 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
                 line={"color": color, "dash": "dot", "width": 1.5},
             )
         )
+        # the epoch of lowest validation loss: where early stopping would keep the weights
+        best = rows.loc[rows["val_loss"].idxmin()]
+        fig.add_trace(
+            go.Scatter(
+                x=[best["epoch"]],
+                y=[best[f"val_{metric}"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+                name=f"{run_label(run)} best validation epoch ({int(best['epoch'])})",
+                showlegend=False,
+            )
+        )
     return _layout(
         fig,
-        f"{metric.capitalize()}: validation (solid) vs train (dotted)",
+        f"{metric.capitalize()}: validation (solid) vs train (dotted); ★ lowest validation loss",
         metric,
         percent=metric == "accuracy",
+    )
+
+
+def _band(fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "solid") -> None:
+    """A mean line with a shaded mean ± std band (the band is one closed polygon, hidden in legend)."""
+    x, mean, std = list(x), np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(std, dtype=float))
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1],
+            y=list(mean + std) + list((mean - std)[::-1]),
+            mode="lines",
+            fill="toself",
+            fillcolor=color,
+            opacity=0.18,
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+            legendgroup=name,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=mean,
+            mode="lines+markers",
+            name=name,
+            line={"color": color, "dash": dash},
+            legendgroup=name,
+        )
+    )
+
+
+def mean_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
+    """Repeats over seeds: per variant, the mean validation (solid) and train (dotted) curve with a
+    ± std band, and a star where the mean validation loss is lowest."""
+    fig = go.Figure()
+    merged = epochs.merge(runs[["id", "variant"]], left_on="run_id", right_on="id")
+    for variant, rows in merged.groupby("variant", sort=False):
+        per_epoch = rows.groupby("epoch").agg(["mean", "std"])
+        seeds = rows["run_id"].nunique()
+        color = variant_color(variant)
+        for split, dash in (("val", "solid"), ("train", "dot")):
+            column = per_epoch[f"{split}_{metric}"]
+            label = f"{variant} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
+            _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash)
+        best = per_epoch[("val_loss", "mean")].idxmin()
+        fig.add_trace(
+            go.Scatter(
+                x=[best],
+                y=[per_epoch.loc[best, (f"val_{metric}", "mean")]],
+                mode="markers",
+                marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+                name=f"{variant}: lowest mean validation loss (epoch {best})",
+                showlegend=False,
+            )
+        )
+    return _layout(
+        fig,
+        f"{metric.capitalize()}, mean ± std over seeds: validation (solid) vs train (dotted)",
+        metric,
+        percent=metric == "accuracy",
+    )
+
+
+def gap_by_variant(rows: list[dict]) -> go.Figure:
+    """The train − validation gap per variant: mean over seeds, error bars one std."""
+    fig = go.Figure(
+        go.Bar(
+            x=[r["variant"] for r in rows],
+            y=[r["gap"] for r in rows],
+            error_y={"type": "data", "array": [r["gap_std"] for r in rows], "visible": True},
+            marker_color=[variant_color(r["variant"]) for r in rows],
+            text=[f"{100 * r['gap']:.1f}" for r in rows],
+            textposition="outside",
+        )
+    )
+    seeds = min((r["seeds"] for r in rows), default=0)
+    fig.update_yaxes(tickformat=".0%")
+    return _layout(
+        fig,
+        f"Generalization gap (train − validation), mean of {seeds} seed(s), bars ± 1 std",
+        "gap (points)",
+        x_title="variant",
+    )
+
+
+def sweep_chart(rows: list[dict], param: str) -> go.Figure:
+    """Strength vs outcome: validation and test accuracy and the gap against the swept value, each
+    mean ± std over seeds; the best value on validation marked."""
+    labels = [f"{r[param]:g}" for r in rows]  # categories: 0 and a log-spaced list both read well
+    fig = go.Figure()
+    for key, name, color, dash in (
+        ("val_accuracy", "validation accuracy", "#4c78a8", "solid"),
+        ("test_accuracy", "test accuracy", "#54a24b", "dash"),
+        ("gap", "gap (train − validation)", "#e45756", "dot"),
+    ):
+        _band(fig, labels, [r[key] for r in rows], [r[key + "_std"] for r in rows], color, name, dash)
+    best = max(range(len(rows)), key=lambda i: rows[i]["val_accuracy"])
+    fig.add_vline(x=best, line={"color": "#4c78a8", "width": 1, "dash": "dash"})
+    fig.add_annotation(
+        x=labels[best],
+        y=rows[best]["val_accuracy"],
+        text=f"best on validation: {labels[best]}",
+        showarrow=True,
+        arrowhead=2,
+        ay=-40,
+    )
+    seeds = min((r["seeds"] for r in rows), default=0)
+    fig.update_xaxes(type="category")
+    return _layout(
+        fig,
+        f"What {param} does (mean ± std over {seeds} seed(s))",
+        "accuracy / gap",
+        x_title=param,
+        percent=True,
     )
 
 

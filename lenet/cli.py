@@ -212,6 +212,7 @@ def cmd_evaluate(args, workspace: Workspace) -> int:
     model, metadata = artifacts.load_checkpoint(args.checkpoint)
     test = workspace.load_test(args.data_dir).split
     metrics = evaluate(model, test)
+    mirrored = evaluate(model, test.mirrored()).accuracy
     if args.json:
         print(
             json.dumps(
@@ -221,6 +222,7 @@ def cmd_evaluate(args, workspace: Workspace) -> int:
                     "variant_inferred": bool(metadata.get("inferred")),
                     "test_accuracy": metrics.accuracy,
                     "test_loss": metrics.loss,
+                    "mirrored_test_accuracy": mirrored,
                     "per_class_accuracy": _by_class(metrics.per_class_accuracy),
                     "confusion_matrix": metrics.confusion_matrix,
                 },
@@ -231,6 +233,7 @@ def cmd_evaluate(args, workspace: Workspace) -> int:
     inferred = " (inferred from its layers)" if metadata.get("inferred") else ""
     print(f"{args.checkpoint}: variant {metadata['variant']}{inferred}")
     print(f"test accuracy {_percent(metrics.accuracy)} over {len(test):,} images, loss {metrics.loss:.4f}")
+    print(f"on the same images mirrored left-right: {_percent(mirrored)}")
     for name, value in _by_class(metrics.per_class_accuracy).items():
         print(f"  {name:<12} {_percent(value):>7}")
     return 0

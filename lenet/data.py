@@ -189,6 +189,10 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
+    def mirrored(self) -> Split:
+        """Every image flipped left-right: shoes that face right, which the training set never shows."""
+        return Split(self.images.flip(-1), self.labels)
+
 
 @dataclass(frozen=True)
 class Splits:

@@ -7,6 +7,7 @@ The dashboard and `python -m lenet preset | sweep` launch through here; the work
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import findings
 from .models import get_variant
@@ -37,6 +38,20 @@ def launch_preset(store: Store, key: str, seeds: int = 1, data_dir: str | None =
     name = preset.title + (f" × {seeds} seeds" if seeds > 1 else "")
     return store.create_experiment(
         name, "preset", configs, description=preset.description, varies="variant", data_dir=data_dir
+    )
+
+
+def launch_repeats(store: Store, config: TrainConfig, seeds: int, name: str | None = None) -> int:
+    """One configuration trained with seeds config.seed .. config.seed + seeds - 1, as one experiment."""
+    _check_seeds(seeds)
+    configs = [replace(config, seed=config.seed + k).validated() for k in range(seeds)]
+    title = name or f"{get_variant(config.variant).title} × {seeds} seeds"
+    return store.create_experiment(
+        title,
+        "repeats",
+        configs,
+        description=f"The same configuration with {seeds} seeds: how much of a difference is noise.",
+        varies="variant",
     )
 
 

@@ -10,7 +10,7 @@ import math
 import statistics
 from collections.abc import Iterable
 
-METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "gap", "seconds")
+METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "mirrored_test_accuracy", "gap", "seconds")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

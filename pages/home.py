@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from lenet import experiments
 from lenet.presets import PRESETS
 
 ui.setup_page()
@@ -23,8 +24,9 @@ with left:
         icon=":material/rocket_launch:",
         key="launch_demo",
     ):
-        ids = ui.launch(demo.configs())
-        st.success(f"Queued {len(ids)} runs. Watch them train on the Live page.")
+        experiment_id = ui.launch_experiment(experiments.launch_preset, demo.key)
+        runs = len(demo.configs())
+        st.success(f"Queued experiment #{experiment_id} ({runs} runs). Watch them train on the Live page.")
     st.page_link(
         "pages/sandbox.py",
         label="Open the sandbox: draw a garment, see what each model thinks",

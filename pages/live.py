@@ -10,14 +10,16 @@ st.title("Live")
 st.caption("Runs train in a background process: closing or refreshing this tab loses nothing.")
 
 RECENT = 5  # finished runs kept on the charts beside the active ones
-active_at_start = not ui.workspace().store.list_runs(ACTIVE).empty
+# the newest launch, unless the URL names another; None: every run
+experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True)
+active_at_start = not ui.workspace().store.list_runs(ACTIVE, experiment_id=experiment_id).empty
 
 
 # Poll once a second while something trains; a static page otherwise.
 @st.fragment(run_every="1s" if active_at_start else None)
 def live_view() -> None:
     db = ui.workspace().store
-    runs = db.list_runs()
+    runs = db.list_runs(experiment_id=experiment_id)
     is_active = runs["status"].isin(ACTIVE)
     # running first, then the queue in the order it will train
     active = runs[is_active].sort_values(
@@ -55,7 +57,9 @@ def live_view() -> None:
     left, right = st.columns(2)
     left.plotly_chart(charts.step_curves(steps, shown, "loss"), key="live_loss")
     right.plotly_chart(charts.step_curves(steps, shown, "accuracy"), key="live_acc")
-    st.plotly_chart(charts.epoch_curves(epochs, shown), key="live_epochs")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.epoch_curves(epochs, shown), key="live_epochs")
+    right.plotly_chart(charts.epoch_curves(epochs, shown, "loss"), key="live_epoch_loss")
 
 
 live_view()

@@ -5,16 +5,58 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from lenet import analysis, charts
+from lenet import analysis, charts, experiments
 from lenet.data import DataError
 from lenet.store import RunStateError
 
 ui.setup_page()
 st.title("Results")
-runs = ui.workspace().store.list_runs()
+store = ui.workspace().store
+runs = store.list_runs()
 if runs.empty:
     st.info("No runs yet. Queue some on the Train page, or launch the quick demo from Home.")
     st.stop()
+
+# -- one experiment: what it shows, in numbers, charts and words ---------------------------------
+experiment_id = ui.choose_experiment(store)
+if experiment_id is not None:
+    experiment = store.get_experiment(experiment_id)
+    st.caption(experiment["description"])
+    rows, sentences = experiments.summary(store, experiment_id)
+    if not rows:
+        st.info("No run of this experiment has finished yet: follow it on the Live page.")
+    else:
+        by = experiment["varies"] or "variant"
+        st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
+        st.dataframe(ui.summary_table(rows, by), hide_index=True)
+        if by == "variant":
+            st.plotly_chart(charts.gap_by_variant(rows), key="exp_gap")
+        else:
+            st.plotly_chart(charts.sweep_chart(rows, by), key="exp_sweep")
+        members = runs[(runs["experiment_id"] == experiment_id) & (runs["epochs_completed"] > 0)]
+        epochs = store.epoch_metrics(members["id"].tolist())
+        left, right = st.columns(2)
+        curves = charts.mean_curves if by == "variant" else charts.epoch_curves
+        left.plotly_chart(curves(epochs, members, "accuracy"), key="exp_acc")
+        right.plotly_chart(curves(epochs, members, "loss"), key="exp_loss")
+    with st.expander("Rename or delete this experiment"):
+        new_name = st.text_input("Name", value=experiment["name"], key=f"exp_name_{experiment_id}")
+        if st.button("Rename", key="rename_experiment") and new_name != experiment["name"]:
+            try:
+                store.rename_experiment(experiment_id, new_name)
+                st.rerun()
+            except RunStateError as e:
+                st.error(str(e))
+        st.write(f"Deleting removes its {experiment['runs']} runs, their metrics and checkpoints.")
+        if st.button(f"Delete experiment #{experiment_id}", key="delete_experiment"):
+            try:
+                store.delete_experiment(experiment_id)
+                st.query_params.pop("experiment", None)
+                st.rerun()
+            except RunStateError as e:
+                st.error(str(e))
+    st.divider()
+st.subheader("Every run")
 
 # -- the table --------------------------------------------------------------------------------
 left, right = st.columns(2)
@@ -67,7 +109,9 @@ chosen = st.multiselect("Runs to compare", list(labels), default=list(labels)[:5
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
     epochs = ui.workspace().store.epoch_metrics(compare["id"].tolist())
-    st.plotly_chart(charts.epoch_curves(epochs, compare), key="cmp_curves")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.epoch_curves(epochs, compare), key="cmp_curves")
+    right.plotly_chart(charts.epoch_curves(epochs, compare, "loss"), key="cmp_loss")
     st.plotly_chart(charts.gap_panels(epochs, compare), key="cmp_gap")
     if compare["test_accuracy"].notna().any():
         st.plotly_chart(charts.test_accuracy_bars(compare), key="cmp_test")

@@ -1,6 +1,7 @@
 import streamlit as st
 
 import ui
+from lenet import experiments
 from lenet.data import TRAIN_SIZE
 from lenet.models import get_variant, list_models
 from lenet.presets import PRESETS
@@ -23,9 +24,57 @@ for column, preset in zip(st.columns(len(PRESETS)), PRESETS.values(), strict=Tru
     with column, st.container(border=True):
         st.markdown(f"**{preset.title}**")
         st.caption(preset.description)
-        if st.button(f"Queue all {len(preset.configs())} runs", key=f"preset_{preset.key}"):
-            ids = ui.launch(preset.configs())
-            st.success(f"Queued runs {', '.join(f'#{i}' for i in ids)}. Follow them on the Live page.")
+        seeds = st.number_input(
+            "Seeds (repeats of every run)",
+            min_value=1,
+            max_value=experiments.MAX_SEEDS,
+            value=1,
+            key=f"preset_seeds_{preset.key}",
+            help="Several seeds show which differences are real and which are noise.",
+        )
+        if st.button(f"Queue all {len(preset.configs()) * seeds} runs", key=f"preset_{preset.key}"):
+            experiment_id = ui.launch_experiment(experiments.launch_preset, preset.key, int(seeds))
+            st.success(f"Queued experiment #{experiment_id}. Follow it on the Live page.")
+
+st.subheader("Sweep: one knob, several values")
+with st.form("sweep_form"):
+    left, middle, right = st.columns(3)
+    sweep_variant = left.selectbox(
+        "Variant",
+        list_models(),
+        index=list_models().index("l2"),
+        format_func=lambda v: get_variant(v).title,
+        key="sweep_variant",
+    )
+    param = middle.selectbox(
+        "Vary", list(experiments.SWEEPABLE), format_func=lambda p: p.replace("_", " "), key="sweep_param"
+    )
+    values = right.text_input(
+        "Values (comma-separated)", value="0, 0.0003, 0.001, 0.003, 0.01, 0.03", key="sweep_values"
+    )
+    left, middle, right = st.columns(3)
+    sweep_seeds = left.number_input(
+        "Seeds", min_value=1, max_value=experiments.MAX_SEEDS, value=3, key="sweep_seeds"
+    )
+    sweep_epochs = middle.number_input(f"Epochs (1-{MAX_EPOCHS})", min_value=1, value=20, key="sweep_epochs")
+    sweep_images = right.number_input(
+        "Training images (0 = all 54,000)", min_value=0, value=1000, step=500, key="sweep_images"
+    )
+    if st.form_submit_button("Queue the sweep"):
+        try:
+            parsed = experiments.parse_values(param, values)
+            experiment_id = ui.launch_experiment(
+                experiments.launch_sweep,
+                sweep_variant,
+                param,
+                parsed,
+                int(sweep_seeds),
+                {"epochs": int(sweep_epochs), "train_limit": int(sweep_images) or None},
+            )
+        except ConfigError as e:
+            st.error(f"Not queued: {e}")
+        else:
+            st.success(f"Queued experiment #{experiment_id}. Its chart is on the Results page.")
 
 st.subheader("One run")
 variant = st.selectbox("Variant", list_models(), format_func=lambda v: get_variant(v).title, key="variant")
@@ -72,7 +121,16 @@ with st.form("train_form"):
         key=f"subset_{variant}",
         help="A subset trains faster and overfits more.",
     )
-    name = st.text_input("Name (optional)", key=f"name_{variant}")
+    left, right = st.columns([2, 1])
+    name = left.text_input("Name (optional)", key=f"name_{variant}")
+    repeats = right.number_input(
+        "Seeds (repeats)",
+        min_value=1,
+        max_value=experiments.MAX_SEEDS,
+        value=1,
+        key=f"repeats_{variant}",
+        help="More than one: the same run with seeds seed, seed+1, ... as one experiment.",
+    )
     submitted = st.form_submit_button("Queue this run", type="primary")
 
 if submitted:
@@ -90,8 +148,16 @@ if submitted:
     except ConfigError as e:
         st.error(f"Not queued: {e}")
     else:
-        [run_id] = ui.launch([config], name=name.strip() or None)
-        st.success(f"Queued run #{run_id}. Follow it on the Live page.")
+        if repeats > 1:
+            experiment_id = ui.launch_experiment(
+                experiments.launch_repeats, config, int(repeats), name.strip() or None
+            )
+            st.success(
+                f"Queued experiment #{experiment_id} ({int(repeats)} seeds). Follow it on the Live page."
+            )
+        else:
+            [run_id] = ui.launch([config], name=name.strip() or None)
+            st.success(f"Queued run #{run_id}. Follow it on the Live page.")
 
 st.subheader("Queue")
 store = ui.workspace().store

@@ -16,6 +16,7 @@ import torch
 
 from lenet import artifacts
 from lenet.models import create_model
+from lenet.workspace import Workspace
 
 from conftest import make_dataset_dir
 
@@ -61,11 +62,15 @@ def browser():
 
 
 @contextmanager
-def serve_dashboard(root: Path):
-    """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data."""
+def serve_dashboard(root: Path, prepare=None):
+    """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data;
+    `prepare(workspace, data_dir)` may fill the home first."""
     port = _free_port()
     home = root / "home"
-    env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(make_dataset_dir(root / "fmnist"))}
+    data_dir = make_dataset_dir(root / "fmnist")
+    env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(data_dir)}
+    if prepare is not None:
+        prepare(Workspace(home), data_dir)
     # one saved model of our own, so the sandbox has a model even without the shipped ones
     torch.manual_seed(0)
     artifacts.save_checkpoint(
@@ -192,3 +197,38 @@ def test_drawing_on_the_canvas_gives_a_prediction(browser, dashboard_url, tmp_pa
     )
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("What the models see (28x28)").count() == 1
+
+
+def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path):
+    from test_experiments import train_queued
+
+    from lenet import experiments
+
+    def finished_sweep(workspace, data_dir):
+        experiment_id = experiments.launch_sweep(
+            workspace.store,
+            "l2",
+            "weight_decay",
+            [0.0, 0.01, 0.3],
+            seeds=2,
+            overrides={"epochs": 2},
+            data_dir=str(data_dir),
+        )
+        train_queued(workspace, experiment_id)
+
+    with serve_dashboard(tmp_path, finished_sweep) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(f"{url}/results?experiment=1")
+        page.get_by_role("heading", name="Results").first.wait_for(timeout=60_000)
+        _wait_idle(page)
+        chart = page.locator(".js-plotly-plot", has_text="What weight_decay does")
+        chart.wait_for(timeout=60_000)
+        chart.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "sweep.png"))
+        assert page.locator('[data-testid="stException"]').count() == 0
+        # the three values on the x axis, the three outcomes in the legend, the best value marked
+        for text in ("0.01", "0.3", "validation accuracy", "test accuracy", "gap (train − validation)"):
+            assert chart.get_by_text(text, exact=True).count() >= 1, text
+        assert chart.get_by_text("best on validation:").count() == 1
+        assert page.get_by_text("Best weight_decay on validation").count() == 1

@@ -220,3 +220,72 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     assert "baseline-seed0" in shown and "epoch 1/1" in shown
     for run_id in ids[1:]:
         assert f"{store.get_run(run_id)['name']}** · queued" in shown
+
+
+def _finished_sweep(workspace, idx_dir):
+    from test_experiments import train_queued
+
+    from lenet import experiments
+
+    experiment_id = experiments.launch_sweep(
+        workspace.store,
+        "l2",
+        "weight_decay",
+        [0.0, 0.3],
+        seeds=2,
+        overrides={"epochs": 2},
+        data_dir=str(idx_dir),
+    )
+    train_queued(workspace, experiment_id)
+    return experiment_id
+
+
+def test_the_sweep_form_queues_one_experiment_or_says_why_not(isolated_home, worker_requests):
+    app = open_page("pages/train.py")
+    app.text_input(key="sweep_values").input("0, 0.01, 2")
+    next(b for b in app.button if b.label == "Queue the sweep").click().run()
+    assert any(
+        "Not queued" in e.value and "weight decay must be between 0 and 1" in e.value for e in app.error
+    )
+    assert stored_runs().empty
+    app.text_input(key="sweep_values").input("0, 0.001, 0.01")
+    next(b for b in app.button if b.label == "Queue the sweep").click().run()
+    assert not app.exception
+    runs = stored_runs()
+    assert len(runs) == 3 * 3 and sorted(runs["weight_decay"].unique()) == [0.0, 0.001, 0.01]
+    assert set(runs["train_limit"]) == {1000} and set(runs["epochs"]) == {20}
+    assert runs["experiment_id"].nunique() == 1 and worker_requests
+
+
+def test_a_preset_with_seeds_is_one_experiment(isolated_home, worker_requests):
+    app = open_page("pages/train.py")
+    app.number_input(key="preset_seeds_quick_demo").set_value(2).run()
+    app.button(key="preset_quick_demo").click().run()
+    runs = stored_runs()
+    assert len(runs) == 2 * len(PRESETS["quick_demo"].configs()) and runs["experiment_id"].nunique() == 1
+
+
+def test_results_show_a_sweep_its_chart_and_findings(isolated_home, idx_dir, worker_requests, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    experiment_id = _finished_sweep(ui.workspace(), idx_dir)
+    app = open_page("pages/results.py")
+    assert not app.exception
+    assert app.selectbox(key="experiment").value == experiment_id
+    assert any("Best weight_decay on validation" in m.value for m in app.markdown)
+    summary = app.dataframe[0].value
+    assert summary["weight_decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
+    titles = [chart.proto.spec for chart in app.get("plotly_chart")]
+    assert any("What weight_decay does" in spec for spec in titles)
+    assert any("lowest validation loss" in spec for spec in titles)  # the best-epoch stars
+
+
+def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_requests, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    store = ui.workspace().store
+    experiment_id = _finished_sweep(ui.workspace(), idx_dir)
+    app = open_page("pages/results.py")
+    app.text_input(key=f"exp_name_{experiment_id}").input("How much L2?").run()
+    app.button(key="rename_experiment").click().run()
+    assert store.get_experiment(experiment_id)["name"] == "How much L2?"
+    app.button(key="delete_experiment").click().run()
+    assert store.get_experiment(experiment_id) is None and store.list_runs().empty

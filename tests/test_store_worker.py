@@ -118,7 +118,12 @@ def test_schema_is_versioned_and_reopening_keeps_data(store):
     upgraded = Store(old)
     assert upgraded.schema_version() == len(MIGRATIONS)
     run = upgraded.get_run(1)
-    assert (run["name"], run["weight_decay"], run["data_dir"], run["experiment_id"]) == ("old", 0.01, None, None)
+    assert (run["name"], run["weight_decay"], run["data_dir"], run["experiment_id"]) == (
+        "old",
+        0.01,
+        None,
+        None,
+    )
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
