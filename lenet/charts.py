@@ -157,7 +157,8 @@ def mean_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accurac
     fig = go.Figure()
     merged = epochs.merge(runs[["id", "variant"]], left_on="run_id", right_on="id")
     for variant, rows in merged.groupby("variant", sort=False):
-        per_epoch = rows.groupby("epoch").agg(["mean", "std"])
+        metrics = ["train_accuracy", "val_accuracy", "train_loss", "val_loss"]
+        per_epoch = rows.groupby("epoch")[metrics].agg(["mean", "std"])
         seeds = rows["run_id"].nunique()
         color = variant_color(variant)
         for split, dash in (("val", "solid"), ("train", "dot")):

@@ -29,8 +29,9 @@ def test_epoch_curves_and_gap_panels(runs):
     store, runs = runs
     epochs = store.epoch_metrics(runs["id"].tolist())
     fig = charts.epoch_curves(epochs, runs)
-    assert len(fig.data) == 4  # validation and train per run
-    assert all(list(t.x) == [1, 2] for t in fig.data)
+    curves = [t for t in fig.data if t.mode != "markers"]
+    assert len(curves) == 4  # validation and train per run, and a star per run
+    assert all(list(t.x) == [1, 2] for t in curves) and len(fig.data) == 6
     assert len(charts.gap_panels(epochs, runs).data) == 4
 
 
@@ -76,3 +77,63 @@ def test_sandbox_figures():
     assert grid.data[0].name == "conv1 · channel 1" and grid.data[-1].name == "conv2 · channel 16"
     assert [a.title.text for a in (grid.layout.yaxis, grid.layout.yaxis9)] == ["conv1", "conv2"]
     assert len(charts.saliency_figure(np.zeros((28, 28)), np.zeros((28, 28))).data) == 2
+
+
+def test_epoch_curves_star_each_runs_best_validation_epoch(runs):
+    store, runs = runs
+    epochs = store.epoch_metrics(runs["id"].tolist())
+    fig = charts.epoch_curves(epochs, runs, "loss")
+    stars = [t for t in fig.data if t.mode == "markers"]
+    assert len(stars) == len(runs)
+    for star, (_, run) in zip(stars, runs.iterrows(), strict=True):
+        rows = epochs[epochs["run_id"] == run["id"]]
+        assert (
+            star.x[0] == rows.loc[rows["val_loss"].idxmin(), "epoch"] and star.y[0] == rows["val_loss"].min()
+        )
+
+
+def test_mean_curves_average_the_seeds_of_each_variant():
+    epochs = pd.DataFrame(
+        [
+            {
+                "run_id": run,
+                "epoch": e,
+                "train_accuracy": 0.5 + 0.1 * e + d,
+                "val_accuracy": 0.5 + d,
+                "train_loss": 1.0,
+                "val_loss": abs(e - 2) + d,
+            }
+            for run, d in ((1, 0.0), (2, 0.1))
+            for e in (1, 2, 3)
+        ]
+    )
+    runs = pd.DataFrame([{"id": 1, "variant": "dropout"}, {"id": 2, "variant": "dropout"}])
+    fig = charts.mean_curves(epochs, runs, "accuracy")
+    validation = next(t for t in fig.data if t.name == "dropout validation (mean of 2)")
+    assert list(validation.y) == pytest.approx([0.55, 0.55, 0.55])
+    star = next(t for t in fig.data if t.mode == "markers")
+    assert star.x[0] == 2  # lowest mean validation loss
+
+
+def test_gap_and_sweep_charts_carry_means_and_spreads():
+    rows = [
+        {
+            "variant": "l2",
+            "weight_decay": wd,
+            "seeds": 3,
+            "gap": g,
+            "gap_std": 0.01,
+            "val_accuracy": v,
+            "val_accuracy_std": 0.005,
+            "test_accuracy": v - 0.01,
+            "test_accuracy_std": 0.005,
+        }
+        for wd, g, v in ((0.0, 0.15, 0.80), (0.001, 0.12, 0.81), (0.01, 0.05, 0.78))
+    ]
+    gap = charts.gap_by_variant(rows)
+    assert list(gap.data[0].y) == [0.15, 0.12, 0.05] and list(gap.data[0].error_y.array) == [0.01] * 3
+    sweep = charts.sweep_chart(rows, "weight_decay")
+    lines = {t.name: t for t in sweep.data if t.name}
+    assert list(lines["validation accuracy"].x) == ["0", "0.001", "0.01"]
+    assert list(lines["gap (train − validation)"].y) == [0.15, 0.12, 0.05]
+    assert sweep.layout.annotations[0].text == "best on validation: 0.001"

@@ -32,6 +32,7 @@ def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, 
     assert evaluated["variant"] == "l2"
     assert evaluated["test_accuracy"] == pytest.approx(report["test_accuracy"], abs=1e-6)
     assert set(evaluated["per_class_accuracy"]) >= {"Sneaker", "Ankle boot"}
+    assert 0 <= evaluated["mirrored_test_accuracy"] <= 1
 
 
 def test_train_saves_in_the_runs_folder_of_lenet_home_by_run_id_and_name(capsys, idx_dir, isolated_home):

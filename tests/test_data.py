@@ -147,3 +147,9 @@ def test_augmentation_shifts_and_flips_whole_batches_as_tensors():
     assert len(set(centres.tolist())) > 3
     background = (0 - data.MEAN) / data.STD
     assert torch.isclose(out[out != 2.0], torch.tensor(background)).all()  # uncovered border is black
+
+
+def test_the_mirrored_split_flips_every_image_left_right(small_splits):
+    mirrored = small_splits.test.mirrored()
+    assert torch.equal(mirrored.images[:, :, :, 0], small_splits.test.images[:, :, :, -1])
+    assert torch.equal(mirrored.labels, small_splits.test.labels)

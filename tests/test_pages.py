@@ -1,5 +1,6 @@
 """Every dashboard page, run headless with AppTest against a run store seeded in tmp_path."""
 
+import json
 import os
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def seeded(trained, idx_dir, monkeypatch, worker_requests):
     finished = sorted(store.list_runs()["id"])
     queued = store.enqueue(TrainConfig.for_variant("dropout"), name="waiting dropout")
     return store, finished, queued
+
+
+def chart_titles(app) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
 
 
 def stored_runs():
@@ -274,9 +279,9 @@ def test_results_show_a_sweep_its_chart_and_findings(isolated_home, idx_dir, wor
     assert any("Best weight_decay on validation" in m.value for m in app.markdown)
     summary = app.dataframe[0].value
     assert summary["weight_decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
-    titles = [chart.proto.spec for chart in app.get("plotly_chart")]
-    assert any("What weight_decay does" in spec for spec in titles)
-    assert any("lowest validation loss" in spec for spec in titles)  # the best-epoch stars
+    titles = chart_titles(app)
+    assert "What weight_decay does (mean ± std over 2 seed(s))" in titles
+    assert any("★ lowest validation loss" in title for title in titles)  # the best-epoch stars
 
 
 def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_requests, monkeypatch):
@@ -289,3 +294,29 @@ def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_
     assert store.get_experiment(experiment_id)["name"] == "How much L2?"
     app.button(key="delete_experiment").click().run()
     assert store.get_experiment(experiment_id) is None and store.list_runs().empty
+
+
+def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
+    isolated_home, idx_dir, worker_requests, monkeypatch
+):
+    from test_experiments import train_queued
+
+    from lenet import experiments
+    from lenet.presets import Preset
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    monkeypatch.setitem(
+        PRESETS, "quick_demo", Preset("quick_demo", "Quick class demo", "tiny", {"epochs": 2})
+    )
+    workspace = ui.workspace()
+    experiment_id = experiments.launch_preset(workspace.store, "quick_demo", seeds=2, data_dir=str(idx_dir))
+    train_queued(workspace, experiment_id)
+    app = open_page("pages/results.py")
+    assert not app.exception
+    assert any(m.value.startswith("- Best test accuracy:") for m in app.markdown)
+    summary = app.dataframe[0].value
+    assert summary["variant"].tolist() == list(PRESETS["quick_demo"].configs()[i].variant for i in range(7))
+    assert all("±" in cell for cell in summary["gap (points)"])
+    titles = chart_titles(app)
+    assert "Generalization gap (train − validation), mean of 2 seed(s), bars ± 1 std" in titles
+    assert "Loss, mean ± std over seeds: validation (solid) vs train (dotted)" in titles
