@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from . import CLASSES
@@ -116,7 +117,7 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
         )
     return _layout(
         fig,
-        f"{metric.capitalize()}: validation (solid) vs train (dotted); ★ lowest validation loss",
+        f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
         metric,
         percent=metric == "accuracy",
     )
@@ -151,19 +152,25 @@ def _band(fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "soli
     )
 
 
-def mean_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
-    """Repeats over seeds: per variant, the mean validation (solid) and train (dotted) curve with a
-    ± std band, and a star where the mean validation loss is lowest."""
+def mean_curves(
+    epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", by: str = "variant"
+) -> go.Figure:
+    """Repeats over seeds: per variant (or per swept value), the mean validation (solid) and train
+    (dotted) curve with a ± std band, and a star where the mean validation loss is lowest."""
     fig = go.Figure()
-    merged = epochs.merge(runs[["id", "variant"]], left_on="run_id", right_on="id")
-    for variant, rows in merged.groupby("variant", sort=False):
+    merged = epochs.merge(runs[["id", by]], left_on="run_id", right_on="id")
+    groups = list(merged.groupby(by, sort=by != "variant"))  # variants in registry order
+    # variants keep their colour; swept values get a sequential scale, weak to strong
+    shades = sample_colorscale("Viridis", [i / max(1, len(groups) - 1) * 0.9 for i in range(len(groups))])
+    for (key, rows), shade in zip(groups, shades, strict=True):
         metrics = ["train_accuracy", "val_accuracy", "train_loss", "val_loss"]
         per_epoch = rows.groupby("epoch")[metrics].agg(["mean", "std"])
         seeds = rows["run_id"].nunique()
-        color = variant_color(variant)
+        color = variant_color(key) if by == "variant" else shade
+        name = key if by == "variant" else f"{by} {key:g}"
         for split, dash in (("val", "solid"), ("train", "dot")):
             column = per_epoch[f"{split}_{metric}"]
-            label = f"{variant} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
+            label = f"{name} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
             _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash)
         best = per_epoch[("val_loss", "mean")].idxmin()
         fig.add_trace(
@@ -172,13 +179,13 @@ def mean_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accurac
                 y=[per_epoch.loc[best, (f"val_{metric}", "mean")]],
                 mode="markers",
                 marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                name=f"{variant}: lowest mean validation loss (epoch {best})",
+                name=f"{name}: lowest mean validation loss (epoch {best})",
                 showlegend=False,
             )
         )
     return _layout(
         fig,
-        f"{metric.capitalize()}, mean ± std over seeds: validation (solid) vs train (dotted)",
+        f"{metric.capitalize()} over seeds: validation (solid), train (dotted)",
         metric,
         percent=metric == "accuracy",
     )

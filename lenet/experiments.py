@@ -93,7 +93,7 @@ def launch_sweep(
     title = get_variant(variant).title
     shown = ", ".join(f"{v:g}" for v in values)
     return store.create_experiment(
-        f"{title}: {param} sweep ({shown})" + (f" × {seeds} seeds" if seeds > 1 else ""),
+        f"{param} sweep of {variant} ({shown})" + (f" × {seeds} seeds" if seeds > 1 else ""),
         "sweep",
         configs,
         description=f"{title} trained with {param} = {shown}; everything else the same.",

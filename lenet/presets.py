@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import list_models
+from .models import get_variant, list_models
 from .train import TrainConfig
 
 
@@ -14,9 +14,11 @@ class Preset:
     title: str
     description: str
     overrides: dict
+    notebook_only: bool = False  # just the original notebook's five variants
 
     def configs(self, seed: int = 0) -> list[TrainConfig]:
-        return [TrainConfig.for_variant(v, seed=seed, **self.overrides) for v in list_models()]
+        variants = [v for v in list_models() if not self.notebook_only or get_variant(v).notebook]
+        return [TrainConfig.for_variant(v, seed=seed, **self.overrides) for v in variants]
 
 
 PRESETS = {
@@ -37,6 +39,7 @@ PRESETS = {
             "Baseline, dropout, L2 0.01, L2 0.001 for 20 epochs and batch norm on all 54,000 training "
             "images, as in the course notebook: about 15 minutes on a laptop CPU, 1-2 on a GPU.",
             {},
+            notebook_only=True,
         ),
     )
 }

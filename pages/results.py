@@ -36,9 +36,8 @@ if experiment_id is not None:
         members = runs[(runs["experiment_id"] == experiment_id) & (runs["epochs_completed"] > 0)]
         epochs = store.epoch_metrics(members["id"].tolist())
         left, right = st.columns(2)
-        curves = charts.mean_curves if by == "variant" else charts.epoch_curves
-        left.plotly_chart(curves(epochs, members, "accuracy"), key="exp_acc")
-        right.plotly_chart(curves(epochs, members, "loss"), key="exp_loss")
+        left.plotly_chart(charts.mean_curves(epochs, members, "accuracy", by), key="exp_acc")
+        right.plotly_chart(charts.mean_curves(epochs, members, "loss", by), key="exp_loss")
     with st.expander("Rename or delete this experiment"):
         new_name = st.text_input("Name", value=experiment["name"], key=f"exp_name_{experiment_id}")
         if st.button("Rename", key="rename_experiment") and new_name != experiment["name"]:
