@@ -39,8 +39,13 @@ def _pts(value: float) -> str:
     return f"{100 * value:+.1f} points"
 
 
+ONE_SEED_NOISE = 0.01  # with one seed there is no spread to measure: a point either way is not a finding
+
+
 def _noise(a: dict, b: dict, metric: str) -> float:
     """Seed-to-seed noise of the difference of two means (std of each, combined)."""
+    if min(a["seeds"], b["seeds"]) == 1:
+        return ONE_SEED_NOISE
     return math.hypot(a[metric + "_std"], b[metric + "_std"])
 
 
@@ -76,10 +81,18 @@ def variant_findings(rows: list[dict]) -> list[str]:
             )
             validates_worse = row["val_accuracy"] < base["val_accuracy"] - _noise(row, base, "val_accuracy")
             if validates_worse and row["train_accuracy"] < base["train_accuracy"] - 0.05:
-                sentence += "; training accuracy far lower too: too strong a penalty, the model underfits"
+                sentence += "; training accuracy far lower and validation lower too: the model underfits"
             elif validates_worse and row["gap"] < base["gap"]:
                 sentence += "; the gap shrank by training worse, not by validating better"
             lines.append(sentence + ".")
+    mirrored = [r for r in rows if not math.isnan(r.get("mirrored_test_accuracy", math.nan))]
+    if mirrored and "baseline" in by:
+        best = max(mirrored, key=lambda r: r["mirrored_test_accuracy"])
+        lines.append(
+            f"On the test images mirrored left-right, {best['variant']} keeps "
+            f"{100 * best['mirrored_test_accuracy']:.1f}% where the baseline falls to "
+            f"{100 * by['baseline']['mirrored_test_accuracy']:.1f}%."
+        )
     if min(row["seeds"] for row in rows) == 1:
         lines.append("One seed per configuration: differences of a point or two may be seed noise.")
     return lines

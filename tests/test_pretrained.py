@@ -35,3 +35,15 @@ def test_the_dashboard_lists_the_shipped_models():
     shown = " ".join(str(frame.value.to_string()) for frame in app.dataframe)
     for checkpoint in SHIPPED:
         assert checkpoint.name in shown
+
+
+def test_the_augmented_model_holds_up_on_mirrored_images_where_the_baseline_does_not(real_test):
+    """What augmentation buys: shoes facing right, which the training set never shows."""
+    shipped = {c.variant: c for c in SHIPPED}
+    mirrored = real_test.split.mirrored()
+    accuracy = {
+        variant: evaluate(artifacts.load_checkpoint(shipped[variant].path)[0], mirrored).accuracy
+        for variant in ("baseline", "augment")
+    }
+    assert accuracy["augment"] >= accuracy["baseline"] + 0.10
+    assert accuracy["augment"] >= 0.85
