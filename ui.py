@@ -148,6 +148,19 @@ def load_uploaded_checkpoint(name: str, payload: bytes):
         raise
 
 
+def mirrored_accuracy(path: str) -> float:
+    """The model's accuracy on the test images flipped left-right (cached per checkpoint version)."""
+    return _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
+    from lenet.train import evaluate
+
+    model, _ = _load_checkpoint(path, mtime_ns)
+    return evaluate(model, test_images().split.mirrored()).accuracy
+
+
 def mistakes(path: str, limit: int = 24):
     """The model's most confident test-set mistakes (cached per checkpoint file version)."""
     return _mistakes(str(path), os.stat(path).st_mtime_ns, limit)

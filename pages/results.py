@@ -148,6 +148,17 @@ if with_checkpoint.empty:
 run_id = st.selectbox("Run", with_checkpoint["id"].tolist(), format_func=lambda i: labels[int(i)])
 run = with_checkpoint.set_index("id").loc[run_id]
 _, metadata = ui.load_checkpoint(run["checkpoint"])
+try:
+    mirrored = ui.mirrored_accuracy(run["checkpoint"])
+except DataError:
+    mirrored = None
+left, right, _ = st.columns(3)
+left.metric("Test accuracy", ui.percent(run["test_accuracy"]))
+right.metric(
+    "On the test images mirrored left-right",
+    ui.percent(mirrored),
+    help="Shoes facing right, which the training set never shows: what data augmentation is for.",
+)
 if metadata.get("confusion_matrix"):
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), key="detail_cm")

@@ -8,6 +8,7 @@ from lenet.presets import PRESETS
 from lenet.store import RunStateError
 from lenet.train import (
     MAX_BATCH_SIZE,
+    MAX_DROPOUT,
     MAX_EPOCHS,
     MAX_LR,
     MAX_WEIGHT_DECAY,
@@ -121,6 +122,25 @@ with st.form("train_form"):
         key=f"subset_{variant}",
         help="A subset trains faster and overfits more.",
     )
+    # the knobs only some variants have
+    dropout = patience = None
+    if get_variant(variant).has_dropout:
+        dropout = left.number_input(
+            f"Dropout rate (0-{MAX_DROPOUT:g})",
+            min_value=0.0,
+            value=0.5,
+            step=0.1,
+            key=f"dropout_{variant}",
+            help="Share of the first fully connected layer's outputs zeroed at each training step.",
+        )
+    if defaults.patience is not None:
+        patience = left.number_input(
+            "Early-stopping patience (epochs)",
+            min_value=1,
+            value=defaults.patience,
+            key=f"patience_{variant}",
+            help="Stop once validation loss has not improved for this many epochs; keep the best epoch.",
+        )
     left, right = st.columns([2, 1])
     name = left.text_input("Name (optional)", key=f"name_{variant}")
     repeats = right.number_input(
@@ -143,6 +163,8 @@ if submitted:
             batch_size=int(batch_size),
             seed=int(seed),
             train_limit=int(subset) or None,
+            dropout=None if dropout is None else float(dropout),
+            patience=None if patience is None else int(patience),
         )
         check_train_limit(config, TRAIN_SIZE)
     except ConfigError as e:

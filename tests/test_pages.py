@@ -320,3 +320,26 @@ def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
     titles = chart_titles(app)
     assert "Generalization gap (train − validation), mean of 2 seed(s), bars ± 1 std" in titles
     assert "Loss over seeds: validation (solid), train (dotted)" in titles
+
+
+def test_the_form_sets_the_dropout_rate_and_the_patience_of_the_variants_that_have_them(
+    isolated_home, worker_requests
+):
+    app = open_page("pages/train.py")
+    assert not any(w.key == "dropout_baseline" for w in app.number_input)  # the baseline has no dropout
+    app.selectbox(key="variant").select("dropout").run()
+    app.number_input(key="dropout_dropout").set_value(0.3)
+    next(b for b in app.button if b.label == "Queue this run").click().run()
+    app.selectbox(key="variant").select("early_stopping").run()
+    app.number_input(key="patience_early_stopping").set_value(3)
+    next(b for b in app.button if b.label == "Queue this run").click().run()
+    runs = stored_runs().set_index("variant")
+    assert runs.loc["dropout", "dropout"] == 0.3 and runs.loc["early_stopping", "patience"] == 3
+
+
+def test_results_show_a_runs_accuracy_on_mirrored_images(seeded):
+    app = open_page("pages/results.py")
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Test accuracy"].endswith("%")
+    assert metrics["On the test images mirrored left-right"].endswith("%")
