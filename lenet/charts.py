@@ -105,21 +105,26 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
         )
         # the epoch of lowest validation loss: where early stopping would keep the weights
         best = rows.loc[rows["val_loss"].idxmin()]
-        fig.add_trace(
-            go.Scatter(
-                x=[best["epoch"]],
-                y=[best[f"val_{metric}"]],
-                mode="markers",
-                marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                name=f"{run_label(run)} best validation epoch ({int(best['epoch'])})",
-                showlegend=False,
-            )
-        )
+        _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{run_label(run)} best validation epoch")
     return _layout(
         fig,
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
         metric,
         percent=metric == "accuracy",
+    )
+
+
+def _star(fig: go.Figure, epoch, value, color: str, name: str) -> None:
+    """A star on a curve at the epoch of lowest validation loss (the bottom of the U-curve)."""
+    fig.add_trace(
+        go.Scatter(
+            x=[epoch],
+            y=[value],
+            mode="markers",
+            marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+            name=f"{name} (epoch {int(epoch)})",
+            showlegend=False,
+        )
     )
 
 
@@ -173,15 +178,12 @@ def mean_curves(
             label = f"{name} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
             _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash)
         best = per_epoch[("val_loss", "mean")].idxmin()
-        fig.add_trace(
-            go.Scatter(
-                x=[best],
-                y=[per_epoch.loc[best, (f"val_{metric}", "mean")]],
-                mode="markers",
-                marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                name=f"{name}: lowest mean validation loss (epoch {best})",
-                showlegend=False,
-            )
+        _star(
+            fig,
+            best,
+            per_epoch.loc[best, (f"val_{metric}", "mean")],
+            color,
+            f"{name}: lowest mean validation loss",
         )
     return _layout(
         fig,

@@ -532,12 +532,8 @@ class Store:
         return run
 
 
-RUN_COLUMNS = [
-    "id",
-    "name",
-    "variant",
-    "status",
-    "source",
+# config values shown as columns of their own
+CONFIG_COLUMNS = (
     "epochs",
     "lr",
     "weight_decay",
@@ -547,6 +543,14 @@ RUN_COLUMNS = [
     "dropout",
     "patience",
     "augment",
+)
+RUN_COLUMNS = [
+    "id",
+    "name",
+    "variant",
+    "status",
+    "source",
+    *CONFIG_COLUMNS,
     "epochs_completed",
     "progress",
     "total_steps",
@@ -569,18 +573,6 @@ RUN_COLUMNS = [
     "experiment_id",
     "config",
 ]
-# config values shown as columns of their own
-CONFIG_COLUMNS = (
-    "epochs",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "seed",
-    "train_limit",
-    "dropout",
-    "patience",
-    "augment",
-)
 
 
 def _run_name(config: TrainConfig, varies: str | None, run_id: int) -> str:
