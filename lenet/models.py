@@ -140,9 +140,9 @@ def baseline() -> LeNet5:
 
 @register(
     "dropout",
-    title="Dropout 0.5",
-    summary="Randomly zeroes half of the first fully connected layer's outputs while training, "
-    "so no unit can rely on another.",
+    title="Dropout",
+    summary="Randomly zeroes a share of the first fully connected layer's outputs while training "
+    "(half of them by default, as in the notebook), so no unit can rely on another.",
     color="#f58518",
     notebook=(0.889, 0.897),
 )

@@ -195,3 +195,12 @@ def test_cli_sweep_prints_one_json_list_of_runs(capsys, workspace, idx_dir, monk
     assert all(r["dropout"] == r["value"] and len(r["history"]) == 1 for r in runs)
     assert main(["sweep", "--variant", "l2", "--param", "weight_decay", "--values", "0,7"]) == 2
     assert "weight decay must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_one_run_repeated_over_seeds_is_one_experiment(workspace):
+    config = TrainConfig.for_variant("dropout", dropout=0.3, seed=5, epochs=4)
+    experiment_id = experiments.launch_repeats(workspace.store, config, seeds=3)
+    runs = workspace.store.list_runs(experiment_id=experiment_id).sort_values("id")
+    assert runs["seed"].tolist() == [5, 6, 7]
+    assert set(runs["dropout"]) == {0.3} and set(runs["epochs"]) == {4}
+    assert workspace.store.get_experiment(experiment_id)["name"] == "Dropout × 3 seeds"

@@ -343,3 +343,12 @@ def test_results_show_a_runs_accuracy_on_mirrored_images(seeded):
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Test accuracy"].endswith("%")
     assert metrics["On the test images mirrored left-right"].endswith("%")
+
+
+def test_the_form_repeats_a_run_over_seeds_as_one_experiment(isolated_home, worker_requests):
+    app = open_page("pages/train.py")
+    app.number_input(key="repeats_baseline").set_value(3)
+    next(b for b in app.button if b.label == "Queue this run").click().run()
+    runs = stored_runs()
+    assert sorted(runs["seed"]) == [0, 1, 2] and runs["experiment_id"].nunique() == 1
+    assert any("Queued experiment" in s.value for s in app.success)
