@@ -198,15 +198,14 @@ def gap_by_variant(rows: list[dict]) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=[r["variant"] for r in rows],
-            y=[r["gap"] for r in rows],
-            error_y={"type": "data", "array": [r["gap_std"] for r in rows], "visible": True},
+            y=[100 * r["gap"] for r in rows],  # in percentage points, like the tables
+            error_y={"type": "data", "array": [100 * r["gap_std"] for r in rows], "visible": True},
             marker_color=[variant_color(r["variant"]) for r in rows],
             text=[f"{100 * r['gap']:.1f}" for r in rows],
             textposition="outside",
         )
     )
     seeds = min((r["seeds"] for r in rows), default=0)
-    fig.update_yaxes(tickformat=".0%")
     return _layout(
         fig,
         f"Generalization gap (train − validation), mean of {seeds} seed(s), bars ± 1 std",

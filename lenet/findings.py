@@ -82,7 +82,7 @@ def variant_findings(rows: list[dict]) -> list[str]:
             validates_worse = row["val_accuracy"] < base["val_accuracy"] - _noise(row, base, "val_accuracy")
             if validates_worse and row["train_accuracy"] < base["train_accuracy"] - 0.05:
                 sentence += "; training accuracy far lower and validation lower too: the model underfits"
-            elif validates_worse and row["gap"] < base["gap"]:
+            elif validates_worse and row["gap"] < base["gap"] - _noise(row, base, "gap"):
                 sentence += "; the gap shrank by training worse, not by validating better"
             lines.append(sentence + ".")
     mirrored = [r for r in rows if not math.isnan(r.get("mirrored_test_accuracy", math.nan))]

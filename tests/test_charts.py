@@ -131,7 +131,7 @@ def test_gap_and_sweep_charts_carry_means_and_spreads():
         for wd, g, v in ((0.0, 0.15, 0.80), (0.001, 0.12, 0.81), (0.01, 0.05, 0.78))
     ]
     gap = charts.gap_by_variant(rows)
-    assert list(gap.data[0].y) == [0.15, 0.12, 0.05] and list(gap.data[0].error_y.array) == [0.01] * 3
+    assert list(gap.data[0].y) == pytest.approx([15, 12, 5]) and list(gap.data[0].error_y.array) == [1.0] * 3
     sweep = charts.sweep_chart(rows, "weight_decay")
     lines = {t.name: t for t in sweep.data if t.name}
     assert list(lines["validation accuracy"].x) == ["0", "0.001", "0.01"]
