@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,20 +66,50 @@ def workspace() -> Workspace:
     return _workspace(str(home_from_env()))
 
 
+REPEAT_WINDOW_S = 10.0  # the same launch again within this long is a double click, not a wish
+
+
+def _once(launch_key: str, start):
+    """Run `start()` unless this session launched exactly this a moment ago; return its result."""
+    last = st.session_state.get("last_launch")
+    if last and last[0] == launch_key and time.monotonic() - last[1] < REPEAT_WINDOW_S:
+        st.toast("Already queued a moment ago: not queued twice.")
+        return last[2]
+    result = start()
+    st.session_state["last_launch"] = (launch_key, time.monotonic(), result)
+    return result
+
+
 def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
-    """Queue runs and make sure the worker pool will train them."""
-    ws = workspace()
-    ids = [ws.store.enqueue(config, name=name) for config in configs]
-    ensure_workers(ws)
-    return ids
+    """Queue runs and make sure the worker pool will train them (a double click queues them once)."""
+
+    def start():
+        ws = workspace()
+        ids = [ws.store.enqueue(config, name=name) for config in configs]
+        ensure_workers(ws)
+        return ids
+
+    return _once(repr((configs, name)), start)
 
 
 def launch_experiment(launcher, *args, **kwargs) -> int:
-    """Queue an experiment (`lenet.experiments.launch_*`) and make sure the worker pool trains it."""
-    ws = workspace()
-    experiment_id = launcher(ws.store, *args, **kwargs)
-    ensure_workers(ws)
-    return experiment_id
+    """Queue an experiment (`lenet.experiments.launch_*`) and make sure the worker pool trains it
+    (a double click queues it once)."""
+
+    def start():
+        ws = workspace()
+        experiment_id = launcher(ws.store, *args, **kwargs)
+        ensure_workers(ws)
+        return experiment_id
+
+    return _once(repr((launcher.__name__, args, kwargs)), start)
+
+
+def in_training_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """Running runs first, then the queue oldest first: the order the worker pool takes them in."""
+    return runs.sort_values(
+        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
+    )
 
 
 @st.cache_resource(max_entries=32)

@@ -21,10 +21,7 @@ def live_view() -> None:
     db = ui.workspace().store
     runs = db.list_runs(experiment_id=experiment_id)
     is_active = runs["status"].isin(ACTIVE)
-    # running first, then the queue in the order it will train
-    active = runs[is_active].sort_values(
-        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
-    )
+    active = ui.in_training_order(runs[is_active])
     if active.empty and active_at_start:
         st.rerun()  # everything finished: redraw the whole page once, without polling
     shown = pd.concat([active, runs[~is_active].head(RECENT)])

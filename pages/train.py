@@ -57,7 +57,7 @@ with st.form("sweep_form"):
     sweep_seeds = left.number_input(
         "Seeds", min_value=1, max_value=experiments.MAX_SEEDS, value=3, key="sweep_seeds"
     )
-    sweep_epochs = middle.number_input(f"Epochs (1-{MAX_EPOCHS})", min_value=1, value=20, key="sweep_epochs")
+    sweep_epochs = middle.number_input(f"Epochs (1-{MAX_EPOCHS})", min_value=0, value=20, key="sweep_epochs")
     sweep_images = right.number_input(
         "Training images (0 = all 54,000)", min_value=0, value=1000, step=500, key="sweep_images"
     )
@@ -85,7 +85,11 @@ with st.form("train_form"):
     # Widgets are keyed per variant so switching variant brings back that variant's defaults.
     left, middle, right = st.columns(3)
     epochs = left.number_input(
-        f"Epochs (1-{MAX_EPOCHS})", min_value=1, value=defaults.epochs, key=f"epochs_{variant}"
+        # min 0, not 1: a refused value gets the config's explanation instead of a silent clamp
+        f"Epochs (1-{MAX_EPOCHS})",
+        min_value=0,
+        value=defaults.epochs,
+        key=f"epochs_{variant}",
     )
     weight_decay = middle.number_input(
         f"Weight decay, L2 (0-{MAX_WEIGHT_DECAY:g})",
@@ -105,7 +109,7 @@ with st.form("train_form"):
         key=f"lr_{variant}",
     )
     batch_size = left.number_input(
-        f"Batch size (1-{MAX_BATCH_SIZE})", min_value=1, value=defaults.batch_size, key=f"batch_{variant}"
+        f"Batch size (1-{MAX_BATCH_SIZE})", min_value=0, value=defaults.batch_size, key=f"batch_{variant}"
     )
     seed = middle.number_input(
         "Seed",
@@ -183,7 +187,7 @@ if submitted:
 
 st.subheader("Queue")
 store = ui.workspace().store
-queue = store.list_runs(("queued", "running"))
+queue = ui.in_training_order(store.list_runs(("queued", "running")))
 if queue.empty:
     st.caption("Nothing queued or training.")
 for _, run in queue.iterrows():

@@ -143,6 +143,7 @@ def open_and_check(page, url: str, heading: str) -> None:
     # our own navigation links, never Streamlit's old-style pages list
     expect(sidebar.get_by_role("link")).to_have_count(len(PAGES))
     expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+    expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no developer chrome for a class
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_is_the_whole_page(browser, fresh_dashboard_url, tmp_path):

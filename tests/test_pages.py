@@ -91,6 +91,8 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     "widget, value, reason",
     [
         ("epochs_baseline", 5000, "epochs"),
+        ("epochs_baseline", 0, "epochs must be a whole number from 1"),
+        ("batch_baseline", 0, "batch size must be a whole number from 1"),
         ("wd_baseline", 3.0, "weight decay"),
         ("subset_baseline", 100_000, "exceeds the 54000 training images"),
         ("lr_baseline", 0.0, "learning rate"),
@@ -352,3 +354,23 @@ def test_the_form_repeats_a_run_over_seeds_as_one_experiment(isolated_home, work
     runs = stored_runs()
     assert sorted(runs["seed"]) == [0, 1, 2] and runs["experiment_id"].nunique() == 1
     assert any("Queued experiment" in s.value for s in app.success)
+
+
+def test_a_double_click_on_launch_queues_the_demo_once(isolated_home, worker_requests):
+    app = open_page("pages/home.py")
+    app.button(key="launch_demo").click().run()
+    app.button(key="launch_demo").click().run()  # the second click of a double click
+    assert not app.exception
+    runs = stored_runs()
+    assert len(runs) == len(PRESETS["quick_demo"].configs()) and runs["experiment_id"].nunique() == 1
+
+
+def test_the_queue_is_listed_in_training_order(seeded):
+    store, _, first = seeded
+    second = store.enqueue(TrainConfig.for_variant("l2"), name="waiting l2")
+    app = open_page("pages/train.py")
+    listed = [m.value for m in app.markdown if ": queued (" in m.value]
+    assert listed == [
+        f"#{first} waiting dropout: queued (12 epochs)",
+        f"#{second} waiting l2: queued (12 epochs)",
+    ]
