@@ -114,6 +114,12 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
     )
 
 
+def _translucent(hex_color: str, alpha: float) -> str:
+    """'#4c78a8' -> 'rgba(76, 120, 168, alpha)': a fill that lets the lines show through."""
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 def _star(fig: go.Figure, epoch, value, color: str, name: str) -> None:
     """A star on a curve at the epoch of lowest validation loss (the bottom of the U-curve)."""
     fig.add_trace(
@@ -269,13 +275,29 @@ def gap_panels(epochs: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
             row=r,
             col=c,
         )
+        # Shade only where train is above validation (overfitting): the fill goes up to
+        # max(train, validation), so epochs where validation leads get no shading at all.
+        fig.add_trace(
+            go.Scatter(
+                x=data["epoch"],
+                y=np.maximum(data["train_accuracy"], data["val_accuracy"]),
+                fill="tonexty",
+                mode="lines",
+                line={"width": 0},
+                fillcolor=_translucent(color, 0.35),
+                name="gap: train above validation",
+                showlegend=i == 0,
+                hoverinfo="skip",
+            ),
+            row=r,
+            col=c,
+        )
         fig.add_trace(
             go.Scatter(
                 x=data["epoch"],
                 y=data["train_accuracy"],
-                fill="tonexty",
                 line={"color": color, "dash": "dot"},
-                name="train (gap shaded)",
+                name="train",
                 showlegend=i == 0,
             ),
             row=r,
@@ -283,7 +305,7 @@ def gap_panels(epochs: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
         )
     fig.update_yaxes(tickformat=".0%")
     fig.update_layout(
-        title="Train vs validation per run: the shaded gap is overfitting",
+        title="Train vs validation per run: shaded where train is above validation (overfitting)",
         height=300 * rows_n,
         margin={"t": 70, "b": 10},
     )

@@ -32,7 +32,8 @@ def test_epoch_curves_and_gap_panels(runs):
     curves = [t for t in fig.data if t.mode != "markers"]
     assert len(curves) == 4  # validation and train per run, and a star per run
     assert all(list(t.x) == [1, 2] for t in curves) and len(fig.data) == 6
-    assert len(charts.gap_panels(epochs, runs).data) == 4
+    panels = charts.gap_panels(epochs, runs)
+    assert len(panels.data) == 6  # validation, shaded gap and train per run
 
 
 def test_test_accuracy_bars_and_confusion_matrix(runs):
@@ -137,3 +138,19 @@ def test_gap_and_sweep_charts_carry_means_and_spreads():
     assert list(lines["validation accuracy"].x) == ["0", "0.001", "0.01"]
     assert list(lines["gap (train − validation)"].y) == [0.15, 0.12, 0.05]
     assert sweep.layout.annotations[0].text == "best on validation: 0.001"
+
+
+def test_gap_panels_shade_only_where_train_is_above_validation():
+    epochs = pd.DataFrame(
+        {
+            "run_id": [1, 1, 1],
+            "epoch": [1, 2, 3],
+            "train_accuracy": [0.70, 0.80, 0.95],
+            "val_accuracy": [0.75, 0.80, 0.82],  # validation leads at epoch 1 (dropout does this)
+        }
+    )
+    runs = pd.DataFrame([{"id": 1, "name": "d", "variant": "dropout"}])
+    validation, gap, train = charts.gap_panels(epochs, runs).data
+    assert gap.fill == "tonexty" and list(validation.y) == [0.75, 0.80, 0.82]
+    assert list(gap.y) == [0.75, 0.80, 0.95]  # no area where validation is above train
+    assert list(train.y) == [0.70, 0.80, 0.95] and train.fill is None
