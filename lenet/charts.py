@@ -50,6 +50,10 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", pe
     )
     if percent:
         fig.update_yaxes(tickformat=".0%")
+    if not fig.data:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
+        fig.update_yaxes(range=[0, 1] if percent else [0, 2.5])
+        if x_title == "epoch":
+            fig.update_xaxes(range=[0, 10])
     return fig
 
 

@@ -154,3 +154,12 @@ def test_gap_panels_shade_only_where_train_is_above_validation():
     assert gap.fill == "tonexty" and list(validation.y) == [0.75, 0.80, 0.82]
     assert list(gap.y) == [0.75, 0.80, 0.95]  # no area where validation is above train
     assert list(train.y) == [0.70, 0.80, 0.95] and train.fill is None
+
+
+def test_charts_with_nothing_to_draw_yet_have_sensible_axes():
+    no_steps = pd.DataFrame(columns=["run_id", "global_step", "loss", "accuracy"])
+    queued = pd.DataFrame([{"id": 1, "name": "q", "variant": "baseline", "total_steps": None, "epochs": 12}])
+    accuracy = charts.step_curves(no_steps, queued, "accuracy")
+    assert not accuracy.data and list(accuracy.layout.yaxis.range) == [0, 1]
+    assert list(accuracy.layout.xaxis.range) == [0, 10]
+    assert list(charts.step_curves(no_steps, queued, "loss").layout.yaxis.range) == [0, 2.5]
