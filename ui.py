@@ -223,8 +223,8 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
     if wanted.isdigit() and int(wanted) in labels:
         index = ids.index(int(wanted))
     else:
-        newest = store.list_runs().head(1)["experiment_id"]
-        on_its_own = every_run_option and (newest.empty or pd.isna(newest.iloc[0]))
+        newest = store.newest_run()
+        on_its_own = every_run_option and (newest is None or newest["experiment_id"] is None)
         index = 0 if on_its_own or not every_run_option else 1
     chosen = st.selectbox("Experiment", ids, index=index, format_func=labels.get, key="experiment")
     st.query_params["experiment"] = str(chosen)

@@ -26,9 +26,8 @@ from . import data
 from .artifacts import list_checkpoints
 from .models import create_model, get_variant, list_models
 from .presets import PRESETS
-from .reproduce import wait_for_runs
 from .train import TrainConfig, resolve_device, train
-from .worker import PoolSettings, available_cores
+from .worker import PoolSettings, available_cores, wait_for_runs
 from .workspace import Workspace
 
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 from . import findings
 from .models import get_variant
 from .presets import PRESETS
-from .reproduce import wait_for_runs
 from .store import Store
 from .train import ConfigError, TrainConfig
+from .worker import wait_for_runs
 from .workspace import Workspace
 
 # What a sweep can vary, and how a typed value is read.

@@ -9,7 +9,6 @@ training), so an interrupted reproduce resumes where it stopped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from .data import Split
 from .models import get_variant, list_models
 from .store import ACTIVE, Store
 from .train import TrainConfig, evaluate
-from .worker import PoolSettings, ensure_workers
+from .worker import PoolSettings, wait_for_runs
 from .workspace import Workspace
 
 SOURCE = "reproduce"
@@ -76,33 +75,6 @@ def queue_runs(store: Store, configs: list[TrainConfig], data_dir: str | None = 
             name = run_name(config.variant, config.seed)
             ids.append(store.enqueue(config, name, source=SOURCE, data_dir=data_dir))
     return ids
-
-
-def wait_for_runs(
-    workspace: Workspace,
-    run_ids: list[int],
-    *,
-    pool: PoolSettings | None = None,
-    on_progress: Callable[[list[dict]], None] = lambda runs: None,
-    poll_s: float = 1.0,
-) -> list[dict]:
-    """Keep the worker pool going until every run has ended; Ctrl-C stops and cancels them."""
-    store = workspace.store
-    try:
-        while True:
-            runs = [store.get_run(i) for i in run_ids]
-            on_progress(runs)
-            if not any(run["status"] in ACTIVE for run in runs):
-                return runs
-            ensure_workers(workspace, pool)
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        for run in (store.get_run(i) for i in run_ids):
-            if run["status"] == "queued":
-                store.cancel(run["id"])
-            elif run["status"] == "running":
-                store.request_stop(run["id"])
-        raise
 
 
 def reproduce(

@@ -482,6 +482,12 @@ class Store:
             ).fetchone()
         return self._run_dict(row) if row else None
 
+    def newest_run(self) -> dict | None:
+        """The run queued or started last, without reading all the others."""
+        with self._connect() as db:
+            newest = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+        return None if newest is None else self.get_run(newest)
+
     def list_runs(
         self, statuses: tuple[str, ...] | None = None, experiment_id: int | None = None
     ) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .runs import Heartbeat, execute_run
+from .store import ACTIVE
 from .workspace import REPO_ROOT, Workspace
 
 WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a scheduler tick
@@ -135,3 +136,30 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
         store.register_worker(process.pid)
         started.append(process.pid)
     return started
+
+
+def wait_for_runs(
+    workspace: Workspace,
+    run_ids: list[int],
+    *,
+    pool: PoolSettings | None = None,
+    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+    poll_s: float = 1.0,
+) -> list[dict]:
+    """Keep the worker pool going until every run has ended; Ctrl-C stops and cancels them."""
+    store = workspace.store
+    try:
+        while True:
+            runs = [store.get_run(i) for i in run_ids]
+            on_progress(runs)
+            if not any(run["status"] in ACTIVE for run in runs):
+                return runs
+            ensure_workers(workspace, pool)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for run in (store.get_run(i) for i in run_ids):
+            if run["status"] == "queued":
+                store.cancel(run["id"])
+            elif run["status"] == "running":
+                store.request_stop(run["id"])
+        raise
