@@ -8,9 +8,9 @@ pages/ folder as old-style pages until some session has run `st.navigation`).
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 import os
-import re
+import secrets
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -18,9 +18,12 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 import torch
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lenet import analysis, artifacts, data
 from lenet.predict import INFERENCE_THREADS
+from lenet.store import RunStateError
 from lenet.train import TrainConfig
 from lenet.worker import ensure_workers
 from lenet.workspace import Workspace, home_from_env
@@ -47,13 +50,34 @@ PAGES = (
 
 
 def setup_page() -> None:
-    """Page config, the navigation links and the training status in the sidebar."""
+    """Page config, the navigation links, the training status and the teacher's controls in the sidebar."""
     st.set_page_config(page_title=TITLE, page_icon="👟", layout="wide")
     with st.sidebar:
         for page in PAGES:
             st.page_link(page.path, label=page.title, icon=page.icon)
         st.divider()
-    sidebar_status()
+        follow_store(sidebar_status)
+        _role_controls()
+
+
+# -- views that follow the store ---------------------------------------------------------------
+TRAINING_REFRESH_S = 1.0  # while runs train: progress, stop and cancel show within a second
+IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
+
+
+def follow_store(view) -> None:
+    """Draw `view()` and redraw it as the store changes, without reloads: every second while runs
+    train, every 3 s otherwise. When training starts or ends the whole page reruns once, so that
+    every part of it (and its pace) follows."""
+    training = workspace().store.active_count() > 0
+
+    @st.fragment(run_every=TRAINING_REFRESH_S if training else IDLE_REFRESH_S)
+    def followed() -> None:
+        if (workspace().store.active_count() > 0) != training:
+            st.rerun()
+        view()
+
+    followed()
 
 
 @st.cache_resource
@@ -64,6 +88,81 @@ def _workspace(home: str) -> Workspace:
 def workspace() -> Workspace:
     """The process's workspace (paths and the open run store), built once per $LENET_HOME."""
     return _workspace(str(home_from_env()))
+
+
+# -- who may change stored state ----------------------------------------------------------------
+# The teacher is whoever sits at the machine (a browser connected over loopback: a TCP peer address
+# that no remote client can fake), or a session that typed the passcode shown there. Everyone else
+# who opens the URL watches: the same views, no control that changes stored runs.
+PASSCODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o or 1/l/i: read aloud without confusion
+MAX_PASSCODE_TRIES = 5
+
+
+@st.cache_resource
+def teacher_passcode() -> str:
+    """A fresh passcode per server, printed in its terminal."""
+    code = "".join(secrets.choice(PASSCODE_ALPHABET) for _ in range(8))
+    print(f"  Teacher passcode (to control the dashboard from another device): {code}", flush=True)
+    return code
+
+
+def client_is_local() -> bool:
+    """Whether this session's browser connects from this machine. Unknown counts as remote."""
+    ctx = get_script_run_ctx()
+    client = runtime.get_instance().get_client(ctx.session_id) if ctx and runtime.exists() else None
+    address = getattr(getattr(client, "client_context", None), "remote_ip", None)
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def is_teacher() -> bool:
+    return client_is_local() or st.session_state.get("teacher_unlocked", False)
+
+
+def require_teacher() -> None:
+    """The last line of defence behind every control that changes stored state."""
+    if not is_teacher():
+        raise PermissionError("only the teacher can change stored runs")
+
+
+def teacher_action(change, *args) -> None:
+    """A button's on_click: the change runs before the rerun, so the redrawn view already shows it."""
+    require_teacher()
+    try:
+        change(*args)
+    except RunStateError as e:  # e.g. the run finished between the last refresh and the click
+        st.toast(str(e))
+
+
+def view_only_note() -> None:
+    st.caption(":material/visibility: View only: the teacher launches, stops and deletes runs.")
+
+
+def _role_controls() -> None:
+    """In the sidebar: the passcode for the teacher's other devices, or a way for the teacher in."""
+    if client_is_local():
+        with st.expander("Control from another device"):
+            st.caption("Students who open this page can only watch. On your own tablet or second laptop:")
+            st.code(teacher_passcode(), language=None)
+        return
+    if st.session_state.get("teacher_unlocked"):
+        st.caption(":material/key: You control this dashboard (passcode).")
+        return
+    with st.expander("Teacher? Take control"):
+        tries = st.session_state.get("passcode_tries", 0)
+        if tries < MAX_PASSCODE_TRIES:
+            with st.form("passcode_form", border=False):
+                typed = st.text_input("Passcode (printed where the server was started)", type="password")
+                if st.form_submit_button("Take control"):
+                    if secrets.compare_digest(typed.strip().lower(), teacher_passcode()):
+                        st.session_state["teacher_unlocked"] = True
+                        st.rerun()
+                    tries = st.session_state["passcode_tries"] = tries + 1
+                    st.error("Wrong passcode.")
+        if tries >= MAX_PASSCODE_TRIES:
+            st.error("Too many wrong passcodes. Reload the page to try again.")
 
 
 REPEAT_WINDOW_S = 10.0  # the same launch again within this long is a double click, not a wish
@@ -84,6 +183,7 @@ def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
     """Queue runs and make sure the worker pool will train them (a double click queues them once)."""
 
     def start():
+        require_teacher()
         ws = workspace()
         ids = [ws.store.enqueue(config, name=name) for config in configs]
         ensure_workers(ws)
@@ -97,6 +197,7 @@ def launch_experiment(launcher, *args, **kwargs) -> int:
     (a double click queues it once)."""
 
     def start():
+        require_teacher()
         ws = workspace()
         experiment_id = launcher(ws.store, *args, **kwargs)
         ensure_workers(ws)
@@ -153,30 +254,33 @@ def duration(seconds) -> str:
 
 def sidebar_status() -> None:
     """What is training right now, on every page."""
-    runs = workspace().store.list_runs(("queued", "running"))
-    with st.sidebar:
-        if runs.empty:
-            st.caption("Nothing is training.")
-            return
-        running = runs[runs["status"] == "running"]
-        st.caption(f"{len(running)} training, {len(runs) - len(running)} queued")
-        for _, run in running.iterrows():
-            st.progress(float(run["progress"]), text=f"{run['name']}: ETA {duration(run['eta_s'])}")
+    runs = in_training_order(workspace().store.list_runs(("queued", "running")))
+    if runs.empty:
+        st.caption("Nothing is training.")
+        return
+    running = runs[runs["status"] == "running"]
+    st.caption(f"{len(running)} training, {len(runs) - len(running)} queued")
+    for _, run in running.iterrows():
+        st.progress(float(run["progress"]), text=f"{run['name']}: {run_state(run)}")
+
+
+def run_state(run) -> str:
+    """'ETA 1 min 07 s', or 'stopping' once a stop was asked for."""
+    return "stopping after this batch" if run["stop_requested"] else f"ETA {duration(run['eta_s'])}"
 
 
 def load_uploaded_checkpoint(name: str, payload: bytes):
-    """Keep an uploaded .pth in the workspace's uploads folder (by content hash) and load it safely.
+    """Load an uploaded .pth safely, in memory only: an upload never grows the disk, whoever sends it.
 
-    Raises CheckpointError for anything that is not a LeNet-5 state_dict; the file is then removed.
+    Raises CheckpointError for anything that is not a LeNet-5 state_dict.
     """
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
-    path = workspace().uploads_dir / f"{hashlib.sha256(payload).hexdigest()[:12]}-{safe}"
-    artifacts.atomic_write_bytes(path, payload)
-    try:
-        return load_checkpoint(path)
-    except artifacts.CheckpointError:
-        path.unlink(missing_ok=True)
-        raise
+    return _load_uploaded(name, payload)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load_uploaded(name: str, payload: bytes):
+    # Shared across sessions (the same file uploaded by a whole class is loaded once): never mutate.
+    return artifacts.load_checkpoint_bytes(payload, name)
 
 
 def mirrored_accuracy(path: str) -> float:

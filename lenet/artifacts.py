@@ -83,15 +83,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{path}: {size / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
         )
-    with path.open("rb") as f:
-        head = f.read(2)
+    return _parse_state_dict(path.read_bytes(), str(path))
+
+
+def _parse_state_dict(payload: bytes, source: str) -> dict[str, torch.Tensor]:
+    path = source  # named in every message
     # torch.save writes a zip archive ("PK"); very old torch wrote a bare pickle (protocol byte 0x80).
-    if head != b"PK" and head[:1] != b"\x80":
+    if payload[:2] != b"PK" and payload[:1] != b"\x80":
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # protocol warnings about files we refuse anyway
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path}: refused to load: it contains Python objects other than tensors, which could "
@@ -140,16 +143,26 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     For a bare state_dict the metadata is {"variant": inferred, "inferred": True}.
     """
     path = Path(path)
-    state = _read_state_dict(path)
-    metadata = read_metadata(path)
+    return _build(_read_state_dict(path), read_metadata(path), str(path))
+
+
+def load_checkpoint_bytes(payload: bytes, name: str) -> tuple[nn.Module, dict]:
+    """Load an uploaded checkpoint from memory, as safely as from a file; nothing is written to disk."""
+    if len(payload) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{name}: {len(payload) / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
+        )
+    return _build(_parse_state_dict(payload, name), None, name)
+
+
+def _build(state: dict[str, torch.Tensor], metadata: dict | None, source: str) -> tuple[nn.Module, dict]:
     if metadata is None:
         metadata = {"variant": infer_architecture(set(state)), "inferred": True}
-    variant = metadata.get("variant")
     try:
-        model = create_model(variant)
+        model = create_model(metadata.get("variant"))
     except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    check_compatible(state, model, str(path))
+        raise CheckpointError(f"{source}: {e}") from None
+    check_compatible(state, model, source)
     model.load_state_dict(state)
     return model.eval(), metadata
 

@@ -482,6 +482,30 @@ class Store:
             ).fetchone()
         return self._run_dict(row) if row else None
 
+    def revision(self) -> tuple:
+        """A cheap fingerprint of everything the views show: it changes whenever a run is added,
+        removed, renamed, advances a step or an epoch, or changes status (a stale heartbeat included).
+        Views shared by many viewers are computed once per revision."""
+        with self._connect() as db:
+            return tuple(
+                db.execute(
+                    f"""SELECT COUNT(*), MAX(id), TOTAL(global_step), TOTAL(epochs_completed),
+                        TOTAL(stop_requested),
+                        GROUP_CONCAT({_EFFECTIVE_STATUS} || name, ','),
+                        (SELECT GROUP_CONCAT(id || name, ',') FROM experiments)
+                    FROM runs""",
+                    {"stale": time.time() - heartbeat_timeout_s()},
+                ).fetchone()
+            )
+
+    def active_count(self) -> int:
+        """Runs queued or training (a running run whose heartbeat stopped is not)."""
+        with self._connect() as db:
+            return db.execute(
+                f"SELECT COUNT(*) FROM runs WHERE {_EFFECTIVE_STATUS} IN ('queued', 'running')",
+                {"stale": time.time() - heartbeat_timeout_s()},
+            ).fetchone()[0]
+
     def newest_run(self) -> dict | None:
         """The run queued or started last, without reading all the others."""
         with self._connect() as db:

@@ -18,7 +18,9 @@ left, right = st.columns(2)
 with left:
     st.subheader("Fastest path for a class")
     st.caption(demo.description)
-    if st.button(
+    if not ui.is_teacher():
+        ui.view_only_note()
+    elif st.button(
         "Launch the comparison (quick demo)",
         type="primary",
         icon=":material/rocket_launch:",

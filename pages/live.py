@@ -12,19 +12,31 @@ st.caption("Runs train in a background process: closing or refreshing this tab l
 RECENT = 5  # finished runs kept on the charts beside the active ones
 # the newest launch, unless the URL names another; None: every run
 experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True)
-active_at_start = not ui.workspace().store.list_runs(ACTIVE, experiment_id=experiment_id).empty
 
 
-# Poll once a second while something trains; a static page otherwise.
-@st.fragment(run_every="1s" if active_at_start else None)
-def live_view() -> None:
+@st.cache_resource(max_entries=8, show_spinner=False)
+def live_charts(home: str, experiment_id: int | None, revision: tuple):
+    """The runs on screen and their four charts, built once per store revision for every viewer
+    (a class watching the teacher's URL shares them). Shared: never mutate."""
     db = ui.workspace().store
     runs = db.list_runs(experiment_id=experiment_id)
     is_active = runs["status"].isin(ACTIVE)
     active = ui.in_training_order(runs[is_active])
-    if active.empty and active_at_start:
-        st.rerun()  # everything finished: redraw the whole page once, without polling
     shown = pd.concat([active, runs[~is_active].head(RECENT)])
+    steps = db.step_metrics(shown["id"].tolist())
+    epochs = db.epoch_metrics(shown["id"].tolist())
+    figures = (
+        charts.epoch_curves(epochs, shown),
+        charts.epoch_curves(epochs, shown, "loss"),
+        charts.step_curves(steps, shown, "loss"),
+        charts.step_curves(steps, shown, "accuracy"),
+    )
+    return runs, active, figures
+
+
+def live_view() -> None:
+    ws = ui.workspace()
+    runs, active, figures = live_charts(str(ws.home), experiment_id, ws.store.revision())
     if runs.empty:
         st.info(
             "Nothing has been trained yet. Queue runs on the Train page, or launch the quick demo from Home."
@@ -32,31 +44,30 @@ def live_view() -> None:
         return
     if active.empty:
         st.info(f"Nothing is training now. Showing the {min(RECENT, len(runs))} most recent runs.")
-
+    teacher = ui.is_teacher()
     for _, run in active.iterrows():
         bar, stop = st.columns([6, 1])
-        if run["status"] == "running":
-            epoch_text = f"epoch {int(run['epochs_completed']) + 1}/{run['epochs']}"
-            bar.progress(
-                float(run["progress"]),
-                text=f"**{run['name']}** · {epoch_text} · "
-                f"{ui.percent(run['progress'])} · ETA {ui.duration(run['eta_s'])}",
-            )
-            if stop.button(
-                "Stop", key=f"live_stop_{run['id']}", help="Stop after this batch; keeps the last full epoch."
-            ):
-                db.request_stop(int(run["id"]))
-        else:
+        if run["status"] != "running":
             bar.progress(0.0, text=f"**{run['name']}** · queued")
+            continue
+        epoch_text = f"epoch {int(run['epochs_completed']) + 1}/{run['epochs']}"
+        bar.progress(
+            float(run["progress"]),
+            text=f"**{run['name']}** · {epoch_text} · {ui.percent(run['progress'])} · {ui.run_state(run)}",
+        )
+        if teacher and not run["stop_requested"]:
+            stop.button(
+                "Stop",
+                key=f"live_stop_{run['id']}",
+                help="Stop after this batch; keeps the last full epoch.",
+                on_click=ui.teacher_action,
+                args=(ws.store.request_stop, int(run["id"])),
+            )
+    # train vs validation first: the chart that shows overfitting
+    for first in (0, 2):
+        left, right = st.columns(2)
+        left.plotly_chart(figures[first], key=f"live_{first}")
+        right.plotly_chart(figures[first + 1], key=f"live_{first + 1}")
 
-    steps = db.step_metrics(shown["id"].tolist())
-    epochs = db.epoch_metrics(shown["id"].tolist())
-    left, right = st.columns(2)
-    left.plotly_chart(charts.step_curves(steps, shown, "loss"), key="live_loss")
-    right.plotly_chart(charts.step_curves(steps, shown, "accuracy"), key="live_acc")
-    left, right = st.columns(2)
-    left.plotly_chart(charts.epoch_curves(epochs, shown), key="live_epochs")
-    right.plotly_chart(charts.epoch_curves(epochs, shown, "loss"), key="live_epoch_loss")
 
-
-live_view()
+ui.follow_store(live_view)

@@ -17,6 +17,29 @@ if runs.empty:
     st.info("No runs yet. Queue some on the Train page, or launch the quick demo from Home.")
     st.stop()
 
+
+def manage_experiment(experiment: dict) -> None:
+    experiment_id = experiment["id"]
+    with st.expander("Rename or delete this experiment"):
+        new_name = st.text_input("Name", value=experiment["name"], key=f"exp_name_{experiment_id}")
+        if st.button("Rename", key="rename_experiment") and new_name != experiment["name"]:
+            try:
+                ui.require_teacher()
+                store.rename_experiment(experiment_id, new_name)
+                st.rerun()
+            except RunStateError as e:
+                st.error(str(e))
+        st.write(f"Deleting removes its {experiment['runs']} runs, their metrics and checkpoints.")
+        if st.button(f"Delete experiment #{experiment_id}", key="delete_experiment"):
+            try:
+                ui.require_teacher()
+                store.delete_experiment(experiment_id)
+                st.query_params.pop("experiment", None)
+                st.rerun()
+            except RunStateError as e:
+                st.error(str(e))
+
+
 # -- one experiment: what it shows, in numbers, charts and words ---------------------------------
 experiment_id = ui.choose_experiment(store)
 if experiment_id is not None:
@@ -38,22 +61,8 @@ if experiment_id is not None:
         left, right = st.columns(2)
         left.plotly_chart(charts.mean_curves(epochs, members, "accuracy", by), key="exp_acc")
         right.plotly_chart(charts.mean_curves(epochs, members, "loss", by), key="exp_loss")
-    with st.expander("Rename or delete this experiment"):
-        new_name = st.text_input("Name", value=experiment["name"], key=f"exp_name_{experiment_id}")
-        if st.button("Rename", key="rename_experiment") and new_name != experiment["name"]:
-            try:
-                store.rename_experiment(experiment_id, new_name)
-                st.rerun()
-            except RunStateError as e:
-                st.error(str(e))
-        st.write(f"Deleting removes its {experiment['runs']} runs, their metrics and checkpoints.")
-        if st.button(f"Delete experiment #{experiment_id}", key="delete_experiment"):
-            try:
-                store.delete_experiment(experiment_id)
-                st.query_params.pop("experiment", None)
-                st.rerun()
-            except RunStateError as e:
-                st.error(str(e))
+    if ui.is_teacher():
+        manage_experiment(experiment)
     st.divider()
 st.subheader("Every run")
 
@@ -178,12 +187,14 @@ else:
                 f"**{mistake.predicted_class}** ({mistake.confidence:.0%})  \ntrue: {mistake.true_class}"
             )
 
-with st.expander("Delete this run"):
-    st.write(f"Deletes run #{run_id}, its metrics and its checkpoint files. This cannot be undone.")
-    if st.button(f"Delete run #{run_id}", key="delete_run"):
-        try:
-            ui.workspace().store.delete(int(run_id))
-            st.success(f"Deleted run #{run_id}.")
-            st.rerun()
-        except RunStateError as e:
-            st.error(str(e))
+if ui.is_teacher():
+    with st.expander("Delete this run"):
+        st.write(f"Deletes run #{run_id}, its metrics and its checkpoint files. This cannot be undone.")
+        if st.button(f"Delete run #{run_id}", key="delete_run"):
+            try:
+                ui.require_teacher()
+                ui.workspace().store.delete(int(run_id))
+                st.success(f"Deleted run #{run_id}.")
+                st.rerun()
+            except RunStateError as e:
+                st.error(str(e))

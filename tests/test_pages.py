@@ -17,6 +17,18 @@ PAGES = [page.path for page in ui.PAGES]
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
 
+@pytest.fixture(autouse=True)
+def as_teacher(monkeypatch):
+    """AppTest has no browser connection: these sessions are the teacher's unless a test says `viewer`."""
+    monkeypatch.setattr(ui, "client_is_local", lambda: True)
+
+
+@pytest.fixture
+def viewer(monkeypatch):
+    """A session from another device in the room."""
+    monkeypatch.setattr(ui, "client_is_local", lambda: False)
+
+
 @pytest.fixture
 def worker_requests(monkeypatch):
     """Pages ask for a background worker; record the requests instead of starting processes."""
@@ -210,8 +222,7 @@ def test_sandbox_loads_a_notebook_pth_and_refuses_a_hostile_one(seeded, isolated
     assert not app.exception
     assert any("loaded as dropout (variant inferred" in s.value for s in app.success)
     assert any("evil.pth" in e.value and "refused to load" in e.value for e in app.error)
-    kept = [p.name for p in (isolated_home / "uploads").iterdir()]
-    assert len(kept) == 1 and kept[0].endswith("LeNet5V1_dropout.pth")
+    assert not (isolated_home / "uploads").exists()  # uploads are read in memory, never stored
     assert not (tmp_path / "pwned").exists()
 
 
@@ -374,3 +385,58 @@ def test_the_queue_is_listed_in_training_order(seeded):
         f"#{first} waiting dropout: queued (12 epochs)",
         f"#{second} waiting l2: queued (12 epochs)",
     ]
+
+
+CHANGING_CONTROLS = ("launch_demo", "preset_", "cancel_", "stop_", "live_stop_", "delete_", "rename_")
+
+
+def _changing_controls(app) -> list[str]:
+    keys = [b.key for b in app.button]
+    return [k for k in keys if k and k.startswith(CHANGING_CONTROLS)] + [
+        f.proto.form_id for f in app.get("form_submit_button") if f.proto.form_id != "passcode_form"
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_viewer_sees_no_control_that_changes_stored_state(page, seeded, viewer):
+    store, finished, queued = seeded
+    store.claim_next(os.getpid())  # one run training, so Stop buttons would show
+    app = open_page(page)
+    assert not app.exception
+    assert _changing_controls(app) == []
+    if page in ("pages/home.py", "pages/train.py"):
+        assert any("View only" in c.value for c in app.caption)
+
+
+def test_the_teachers_session_has_the_controls_a_viewer_lacks(seeded):
+    store, _, _ = seeded
+    store.claim_next(os.getpid())
+    keys = {b.key for p in ("pages/home.py", "pages/train.py", "pages/live.py") for b in open_page(p).button}
+    assert "launch_demo" in keys
+    assert any(k.startswith("stop_") for k in keys) and any(k.startswith("live_stop_") for k in keys)
+
+
+def test_the_last_line_of_defence_refuses_a_viewers_launch(isolated_home, viewer, worker_requests):
+    with pytest.raises(PermissionError, match="only the teacher"):
+        ui.launch([TrainConfig.for_variant("baseline")])
+    assert stored_runs().empty and not worker_requests
+
+
+def test_the_passcode_makes_a_viewer_the_teacher_and_wrong_ones_lock_out(
+    isolated_home, viewer, worker_requests
+):
+    app = open_page("pages/home.py")
+    assert _changing_controls(app) == []
+    for _ in range(ui.MAX_PASSCODE_TRIES):
+        app.text_input[0].input("not-the-code")
+        app.get("form_submit_button")[0].click().run()
+        assert any("Wrong passcode" in e.value for e in app.error)
+    assert any("Too many wrong passcodes" in e.value for e in app.error)
+    app.run()
+    assert app.get("form_submit_button") == []  # locked for this session
+
+    app = open_page("pages/home.py")
+    app.text_input[0].input(ui.teacher_passcode())
+    app.get("form_submit_button")[0].click().run()
+    app.button(key="launch_demo").click().run()
+    assert len(stored_runs()) == len(PRESETS["quick_demo"].configs())
