@@ -11,17 +11,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from lenet import analysis, artifacts, data
+from lenet import analysis, artifacts, charts, data
 from lenet.predict import INFERENCE_THREADS
 from lenet.store import RunStateError
 from lenet.train import TrainConfig
@@ -50,19 +52,104 @@ PAGES = (
 
 
 def setup_page() -> None:
-    """Page config, the navigation links, the training status and the teacher's controls in the sidebar."""
+    """Page config, the navigation links, the training status and the teacher's controls in the
+    sidebar, and the projector's styling under presentation mode."""
     st.set_page_config(page_title=TITLE, page_icon="👟", layout="wide")
+    carried = {k: st.query_params[k] for k in CARRIED_PARAMS if k in st.query_params}
     with st.sidebar:
         for page in PAGES:
-            st.page_link(page.path, label=page.title, icon=page.icon)
+            st.page_link(page.path, label=page.title, icon=page.icon, query_params=carried)
+        on = st.toggle(
+            "Presentation mode",
+            value=presenting(),
+            help="Large text and charts for a projector, the current experiment only. "
+            "Kept in the URL (?present=1): share it with the room.",
+        )
+        if on != presenting():
+            if on:
+                st.query_params["present"] = "1"
+            else:
+                st.query_params.pop("present", None)
+            st.rerun()
         st.divider()
         follow_store(sidebar_status)
         _role_controls()
+    if presenting():
+        st.html(f"<style>{PROJECTOR_CSS}</style>")
+
+
+# -- presentation mode ----------------------------------------------------------------------------
+CARRIED_PARAMS = ("present", "experiment")  # kept when moving between pages
+# Streamlit sizes its text in rem: one root size makes every text, widget and heading larger.
+PROJECTOR_CSS = """
+html { font-size: 22px; }
+[data-testid="stMainBlockContainer"] { padding-top: 1.5rem; padding-bottom: 1rem; max-width: 100%; }
+h1 { font-size: 1.9rem !important; padding-bottom: 0.2rem !important; }
+[data-testid="stToolbar"], [data-testid="stDecoration"], [data-testid="stStatusWidget"] { display: none; }
+"""
+
+
+def presenting() -> bool:
+    """Presentation mode: `?present=1` in the URL (the sidebar's toggle sets it)."""
+    return st.query_params.get("present") in ("1", "true")
+
+
+def table(frame: pd.DataFrame, where=None, **dataframe_args) -> None:
+    """A table; for the projector a plain one whose text follows the large root font (the
+    interactive grid draws on a canvas at a fixed size)."""
+    if presenting():
+        (where or st).table(frame.style.hide(axis="index"))
+    else:
+        (where or st).dataframe(frame, hide_index=True, **dataframe_args)
+
+
+def chart(figure, key: str, where=None) -> None:
+    """Draw a plotly figure (in `where`, a column or container), for the projector when presenting."""
+    if presenting() and not isinstance(figure, SharedFigure):  # shared ones are styled when built
+        figure = charts.for_projector(figure)
+    (where or st).plotly_chart(figure, key=key)
 
 
 # -- views that follow the store ---------------------------------------------------------------
 TRAINING_REFRESH_S = 1.0  # while runs train: progress, stop and cancel show within a second
 IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
+
+
+class SharedFigure(go.Figure):
+    """A finished figure that many sessions draw. st.plotly_chart turns a figure into a dict on every
+    draw (a deep copy: ~4 ms for a chart of 10 runs, per viewer per refresh); this one is turned into
+    a dict once. Its own data reads as empty: draw it, never edit it."""
+
+    def __init__(self, figure: go.Figure):
+        super().__init__()
+        self._frozen = figure.to_dict()
+
+    def to_dict(self) -> dict:
+        return self._frozen
+
+
+class _Built(NamedTuple):
+    at: float
+    revision: tuple
+    value: object
+
+
+@st.cache_resource
+def _shared_views() -> tuple[threading.Lock, dict]:
+    return threading.Lock(), {}
+
+
+def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S):
+    """`build()` shared by every session: rebuilt when the store changed, but at most once per
+    `max_age_s` however many viewers ask (runs log steps several times a second; a class of 20 must
+    not rebuild the charts 20 times a second). The value is shared: never mutate it."""
+    lock, built = _shared_views()
+    with lock:  # viewers arriving together wait for one build instead of each doing it
+        revision = workspace().store.revision()
+        entry = built.get(key)
+        if entry is None or (entry.revision != revision and time.monotonic() - entry.at >= max_age_s):
+            entry = built[key] = _Built(time.monotonic(), revision, build())
+        return entry.value
 
 
 def follow_store(view) -> None:
@@ -324,6 +411,15 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
         labels = {0: "Every run, newest first", **labels}
     ids = list(labels)
     wanted = st.query_params.get("experiment", "")
+    if presenting():  # the current experiment only: the one in the URL, else the newest
+        chosen = (
+            int(wanted)
+            if wanted.isdigit() and int(wanted) in labels and int(wanted)
+            else int(found["id"].iloc[0])
+        )
+        st.query_params["experiment"] = str(chosen)
+        st.caption(f"Experiment {labels[chosen]}")
+        return chosen
     if wanted.isdigit() and int(wanted) in labels:
         index = ids.index(int(wanted))
     else:

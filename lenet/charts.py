@@ -14,7 +14,8 @@ from . import CLASSES
 from .models import get_variant
 
 UNKNOWN_COLOR = "#888888"  # a checkpoint whose variant this version does not know
-_DASHES = ("solid", "dot", "dash", "longdash", "dashdot")
+# Runs of one variant are told apart by these; never "dot", which means "train" on every chart.
+_DASHES = ("solid", "dash", "longdash", "dashdot")
 
 
 def variant_color(variant: str) -> str:
@@ -27,6 +28,40 @@ def variant_color(variant: str) -> str:
 
 def run_label(run: dict | pd.Series) -> str:
     return f"#{run['id']} {run['name']}"
+
+
+_TELLING_APART = ("weight_decay", "dropout", "train_limit", "epochs", "lr", "batch_size", "seed")
+
+
+def short_labels(runs: pd.DataFrame) -> dict[int, str]:
+    """Legend labels a room can read: the variant's title, plus only the settings that tell runs
+    of the same variant apart ("L2 (0.01), wd 0.003, seed 1")."""
+    labels = {}
+    for variant, group in runs.groupby("variant", sort=False):
+        differing = [c for c in _TELLING_APART if c in group and group[c].astype(str).nunique() > 1]
+        for _, run in group.iterrows():
+            parts = [variant_title(variant)] + [f"{_SHORT.get(c, c)} {_value(run[c])}" for c in differing]
+            labels[int(run["id"])] = ", ".join(parts)
+    return labels
+
+
+_SHORT = {"weight_decay": "wd", "train_limit": "images", "batch_size": "batch"}
+
+
+def _value(value) -> str:
+    return (
+        "all" if value is None or value != value else f"{value:g}" if isinstance(value, float) else str(value)
+    )
+
+
+PROJECTOR_FONT = {"size": 18}  # ticks and legends; titles larger
+
+
+def for_projector(fig: go.Figure) -> go.Figure:
+    """The same chart readable from the back row: text of at least 18 px, titles 22 px."""
+    fig.update_layout(font=PROJECTOR_FONT, title_font_size=22, legend_font_size=18, hoverlabel_font_size=18)
+    fig.update_annotations(font_size=18)  # subplot titles and notes
+    return fig
 
 
 def _style(runs: pd.DataFrame) -> dict[int, dict]:
@@ -57,7 +92,9 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", pe
     return fig
 
 
-def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss") -> go.Figure:
+def step_curves(
+    steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss", labels: dict[int, str] | None = None
+) -> go.Figure:
     """Per-step training loss or accuracy of several runs, x in epochs so runs of any size align."""
     fig = go.Figure()
     styles = _style(runs)
@@ -71,7 +108,7 @@ def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss") -
                 x=rows["global_step"] / steps_per_epoch,
                 y=rows[metric],
                 mode="lines",
-                name=run_label(run),
+                name=(labels or {}).get(int(run["id"])) or run_label(run),
                 line={"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             )
         )
@@ -79,8 +116,11 @@ def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss") -
     return _layout(fig, title, metric, percent=metric == "accuracy")
 
 
-def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
-    """Validation (solid) and training (faint dotted) curves per epoch, several runs overlaid."""
+def epoch_curves(
+    epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", labels: dict[int, str] | None = None
+) -> go.Figure:
+    """Validation (solid) and training (faint dotted) curves per epoch, several runs overlaid; one
+    legend entry per run (clicking it hides both of its curves)."""
     fig = go.Figure()
     styles = _style(runs)
     for _, run in runs.iterrows():
@@ -88,12 +128,15 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
         if rows.empty:
             continue
         color = styles[run["id"]]["color"]
+        label = (labels or {}).get(int(run["id"])) or run_label(run)
         fig.add_trace(
             go.Scatter(
                 x=rows["epoch"],
                 y=rows[f"val_{metric}"],
                 mode="lines+markers",
-                name=f"{run_label(run)} validation",
+                name=label,
+                legendgroup=label,
+                hovertemplate=f"{label} validation: %{{y}}<extra></extra>",
                 line={"color": color, "dash": styles[run["id"]]["dash"]},
             )
         )
@@ -102,14 +145,18 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accura
                 x=rows["epoch"],
                 y=rows[f"train_{metric}"],
                 mode="lines",
-                name=f"{run_label(run)} train",
+                name=f"{label} train",
+                legendgroup=label,
+                showlegend=False,
+                hovertemplate=f"{label} train: %{{y}}<extra></extra>",
                 opacity=0.5,
                 line={"color": color, "dash": "dot", "width": 1.5},
             )
         )
         # the epoch of lowest validation loss: where early stopping would keep the weights
         best = rows.loc[rows["val_loss"].idxmin()]
-        _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{run_label(run)} best validation epoch")
+        _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
+        fig.data[-1].legendgroup = label
     return _layout(
         fig,
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",

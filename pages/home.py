@@ -42,16 +42,14 @@ with right:
     if not checkpoints:
         st.info("No saved models yet: launch the demo, or train one on the Train page.")
     else:
-        st.dataframe(
+        st.caption("Ready in the sandbox. The shipped ones say (pretrained).")
+        ui.table(
             pd.DataFrame(
                 {
                     "model": c.name,
-                    "variant": c.variant,
-                    "source": c.source,
                     "epochs": c.metadata.get("epochs_completed"),
                     "test accuracy": ui.percent(c.test_accuracy),
                 }
                 for c in checkpoints
-            ),
-            hide_index=True,
+            )
         )

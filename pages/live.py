@@ -7,43 +7,47 @@ from lenet.store import ACTIVE
 
 ui.setup_page()
 st.title("Live")
-st.caption("Runs train in a background process: closing or refreshing this tab loses nothing.")
+presenting = ui.presenting()
+if not presenting:
+    st.caption("Runs train in a background process: closing or refreshing this tab loses nothing.")
 
-RECENT = 5  # finished runs kept on the charts beside the active ones
+RECENT = 5  # finished runs kept on the charts beside the active ones, when showing every run
 # the newest launch, unless the URL names another; None: every run
 experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def live_charts(home: str, experiment_id: int | None, revision: tuple):
-    """The runs on screen and their four charts, built once per store revision for every viewer
-    (a class watching the teacher's URL shares them). Shared: never mutate."""
+def live_charts():
+    """The runs on screen and their four charts (built by `ui.shared_view` for all viewers)."""
     db = ui.workspace().store
     runs = db.list_runs(experiment_id=experiment_id)
     is_active = runs["status"].isin(ACTIVE)
     active = ui.in_training_order(runs[is_active])
-    shown = pd.concat([active, runs[~is_active].head(RECENT)])
+    # an experiment is shown whole; "every run" keeps the recent ones
+    shown = pd.concat([active, runs[~is_active].head(RECENT if experiment_id is None else None)])
     steps = db.step_metrics(shown["id"].tolist())
     epochs = db.epoch_metrics(shown["id"].tolist())
-    figures = (
-        charts.epoch_curves(epochs, shown),
-        charts.epoch_curves(epochs, shown, "loss"),
-        charts.step_curves(steps, shown, "loss"),
-        charts.step_curves(steps, shown, "accuracy"),
-    )
-    return runs, active, figures
+    labels = charts.short_labels(shown) if presenting else None
+    figures = [
+        charts.epoch_curves(epochs, shown, "accuracy", labels),
+        charts.epoch_curves(epochs, shown, "loss", labels),
+        charts.step_curves(steps, shown, "loss", labels),
+        charts.step_curves(steps, shown, "accuracy", labels),
+    ]
+    if presenting:
+        figures = [charts.for_projector(figure) for figure in figures]
+    return runs, active, [ui.SharedFigure(figure) for figure in figures]
 
 
-def live_view() -> None:
-    ws = ui.workspace()
-    runs, active, figures = live_charts(str(ws.home), experiment_id, ws.store.revision())
+def progress_bars(runs, active) -> None:
     if runs.empty:
         st.info(
             "Nothing has been trained yet. Queue runs on the Train page, or launch the quick demo from Home."
         )
         return
-    if active.empty:
+    if active.empty and experiment_id is None:
         st.info(f"Nothing is training now. Showing the {min(RECENT, len(runs))} most recent runs.")
+    elif active.empty:
+        st.info("Nothing of this experiment is training now. Its results are on the Results page.")
     teacher = ui.is_teacher()
     for _, run in active.iterrows():
         bar, stop = st.columns([6, 1])
@@ -61,13 +65,28 @@ def live_view() -> None:
                 key=f"live_stop_{run['id']}",
                 help="Stop after this batch; keeps the last full epoch.",
                 on_click=ui.teacher_action,
-                args=(ws.store.request_stop, int(run["id"])),
+                args=(ui.workspace().store.request_stop, int(run["id"])),
             )
-    # train vs validation first: the chart that shows overfitting
-    for first in (0, 2):
+
+
+def live_view() -> None:
+    home = str(ui.workspace().home)
+    runs, active, figures = ui.shared_view(("live", home, experiment_id, presenting), live_charts)
+    if presenting:  # the chart that shows overfitting first, above the fold; the details below
         left, right = st.columns(2)
-        left.plotly_chart(figures[first], key=f"live_{first}")
-        right.plotly_chart(figures[first + 1], key=f"live_{first + 1}")
+        left.plotly_chart(figures[0], key="live_0")
+        right.plotly_chart(figures[1], key="live_1")
+        progress_bars(runs, active)
+    else:
+        progress_bars(runs, active)
+        left, right = st.columns(2)
+        left.plotly_chart(figures[0], key="live_0")
+        right.plotly_chart(figures[1], key="live_1")
+    if runs.empty:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(figures[2], key="live_2")
+    right.plotly_chart(figures[3], key="live_3")
 
 
 ui.follow_store(live_view)

@@ -50,17 +50,19 @@ if experiment_id is not None:
         st.info("No run of this experiment has finished yet: follow it on the Live page.")
     else:
         by = experiment["varies"] or "variant"
-        st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
-        st.dataframe(ui.summary_table(rows, by), hide_index=True)
-        if by == "variant":
-            st.plotly_chart(charts.gap_by_variant(rows), key="exp_gap")
-        else:
-            st.plotly_chart(charts.sweep_chart(rows, by), key="exp_sweep")
         members = runs[(runs["experiment_id"] == experiment_id) & (runs["epochs_completed"] > 0)]
         epochs = store.epoch_metrics(members["id"].tolist())
-        left, right = st.columns(2)
-        left.plotly_chart(charts.mean_curves(epochs, members, "accuracy", by), key="exp_acc")
-        right.plotly_chart(charts.mean_curves(epochs, members, "loss", by), key="exp_loss")
+        # the train vs validation curves: under the words when reading, first when presenting
+        curves = st.container() if ui.presenting() else None
+        st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
+        ui.table(ui.summary_table(rows, by))
+        if by == "variant":
+            ui.chart(charts.gap_by_variant(rows), "exp_gap")
+        else:
+            ui.chart(charts.sweep_chart(rows, by), "exp_sweep")
+        left, right = (curves or st).columns(2)
+        ui.chart(charts.mean_curves(epochs, members, "accuracy", by), "exp_acc", left)
+        ui.chart(charts.mean_curves(epochs, members, "loss", by), "exp_loss", right)
     if ui.is_teacher():
         manage_experiment(experiment)
     st.divider()
@@ -79,10 +81,7 @@ columns = {
     "variant": "variant",
     "status": "status",
     "epochs_completed": "epochs",
-    "lr": "learning rate",
     "weight_decay": "weight decay",
-    "batch_size": "batch",
-    "seed": "seed",
     "train_limit": "train images",
     "train_accuracy": "train %",
     "val_accuracy": "validation %",
@@ -90,18 +89,25 @@ columns = {
     "gap": "gap (train − val) %",
     "train_seconds": "time (s)",
 }
-shown = table[list(columns)].rename(columns=columns)
+in_csv = {"lr": "learning rate", "batch_size": "batch", "seed": "seed"}  # the full config in the download
+everything = table[list(columns) + list(in_csv)].rename(columns=columns | in_csv)
 for column in ("train %", "validation %", "test %", "gap (train − val) %"):
-    shown[column] = shown[column].astype(float) * 100
-st.dataframe(
-    shown,
-    hide_index=True,
-    column_config={
-        c: st.column_config.NumberColumn(format="%.1f")
-        for c in ("train %", "validation %", "test %", "gap (train − val) %", "time (s)")
-    },
+    everything[column] = everything[column].astype(float) * 100
+shown = everything[list(columns.values())]
+if ui.presenting():
+    ui.table(shown.round(1))
+else:
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%.1f", width="small")
+            for c in ("train %", "validation %", "test %", "gap (train − val) %", "time (s)")
+        },
+    )
+st.download_button(
+    "Download CSV", everything.to_csv(index=False), file_name="lenet-runs.csv", mime="text/csv"
 )
-st.download_button("Download CSV", shown.to_csv(index=False), file_name="lenet-runs.csv", mime="text/csv")
 
 # -- comparisons ------------------------------------------------------------------------------
 finished = table[table["epochs_completed"] > 0]
@@ -118,11 +124,11 @@ compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
     epochs = ui.workspace().store.epoch_metrics(compare["id"].tolist())
     left, right = st.columns(2)
-    left.plotly_chart(charts.epoch_curves(epochs, compare), key="cmp_curves")
-    right.plotly_chart(charts.epoch_curves(epochs, compare, "loss"), key="cmp_loss")
-    st.plotly_chart(charts.gap_panels(epochs, compare), key="cmp_gap")
+    ui.chart(charts.epoch_curves(epochs, compare), "cmp_curves", left)
+    ui.chart(charts.epoch_curves(epochs, compare, "loss"), "cmp_loss", right)
+    ui.chart(charts.gap_panels(epochs, compare), "cmp_gap")
     if compare["test_accuracy"].notna().any():
-        st.plotly_chart(charts.test_accuracy_bars(compare), key="cmp_test")
+        ui.chart(charts.test_accuracy_bars(compare), "cmp_test")
 
     with st.expander("What did regularization do to the weights?"):
         models = {
@@ -131,14 +137,14 @@ if not compare.empty:
             if r["has_checkpoint"]
         }
         if models:
-            st.plotly_chart(
+            ui.chart(
                 charts.weight_histograms(
                     {
                         label: (variant, analysis.weight_values(model))
                         for label, (variant, model) in models.items()
                     }
                 ),
-                key="cmp_hist",
+                "cmp_hist",
             )
             norms = pd.concat(
                 [
@@ -146,7 +152,7 @@ if not compare.empty:
                     for label, (variant, model) in models.items()
                 ]
             )
-            st.plotly_chart(charts.weight_norm_bars(norms), key="cmp_norms")
+            ui.chart(charts.weight_norm_bars(norms), "cmp_norms")
 
 # -- one run in detail ------------------------------------------------------------------------
 st.subheader("One run in detail")
@@ -170,8 +176,8 @@ right.metric(
 )
 if metadata.get("confusion_matrix"):
     left, right = st.columns([3, 2])
-    left.plotly_chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), key="detail_cm")
-    right.plotly_chart(charts.per_class_bars(metadata["per_class_accuracy"], run["variant"]), key="detail_pc")
+    ui.chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), "detail_cm", left)
+    ui.chart(charts.per_class_bars(metadata["per_class_accuracy"], run["variant"]), "detail_pc", right)
 
 st.markdown("**What it gets wrong** (most confident mistakes first)")
 try:

@@ -135,5 +135,5 @@ for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, stri
 with st.expander("Look inside a model: feature maps and saliency"):
     label = st.selectbox("Model", list(models), key="inside_model")
     _, model = models[label]
-    st.plotly_chart(charts.saliency_figure(image28, saliency(model, tensor)), key="saliency")
-    st.plotly_chart(charts.feature_map_grid(feature_maps(model, tensor)), key="feature_maps")
+    ui.chart(charts.saliency_figure(image28, saliency(model, tensor)), "saliency")
+    ui.chart(charts.feature_map_grid(feature_maps(model, tensor)), "feature_maps")

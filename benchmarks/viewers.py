@@ -1,0 +1,211 @@
+"""What a class watching the teacher's URL costs the teacher's machine.
+
+A real dashboard server (`streamlit run dashboard.py`, the repository's config) over a fresh
+home, with an experiment of 10 runs on the Live page: 8 finished (40 epochs each) and 2 training.
+Then phases of equal length with 0, 1 and N simulated viewers (`FakeBrowser`: the frontend's own
+websocket protocol and fragment timers, from the machine's network address like a student's
+laptop), and 0 again to see drift. For each phase: the server's CPU per Live refresh per viewer,
+and the images per second the two training runs achieve.
+
+    python -m benchmarks.viewers [--viewers 20] [--phase-s 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from lenet import experiments
+from lenet.train import TrainConfig
+from lenet.worker import ensure_workers
+from lenet.workspace import REPO_ROOT, Workspace
+
+from .fake_browser import FakeBrowser
+
+FINISHED_RUNS, TRAINING_RUNS = 8, 2
+
+
+def lan_address() -> str | None:
+    """This machine's address on its network (what a student's laptop connects to); None offline."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # picks the outgoing interface; sends nothing
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve(home: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true"]
+        + ["--server.port", str(port), "--server.address", "0.0.0.0"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "LENET_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the dashboard server did not start") from None
+            time.sleep(0.3)
+
+
+def prepare(workspace: Workspace, log) -> int:
+    """The experiment on screen: 8 runs trained to the end, then 2 long ones training."""
+    store = workspace.store
+    experiment_id = experiments.launch_sweep(
+        store,
+        "l2",
+        "weight_decay",
+        [0.0, 0.001, 0.003, 0.01],
+        seeds=2,
+        overrides={"epochs": 40, "train_limit": 1000},
+    )
+    for seed in range(TRAINING_RUNS):  # long enough to outlast every phase
+        config = TrainConfig.for_variant("l2", weight_decay=0.03, epochs=50, seed=seed)
+        store.enqueue(config, name=f"l2-0.03-seed{seed}", experiment_id=experiment_id)
+    ensure_workers(workspace)
+    while (finished := len(store.list_runs(("finished",)))) < FINISHED_RUNS:
+        log(f"  training the finished part of the experiment: {finished}/{FINISHED_RUNS}")
+        time.sleep(5)
+    while len(store.list_runs(("running",))) < TRAINING_RUNS:
+        time.sleep(0.5)
+    return experiment_id
+
+
+def images_trained(workspace: Workspace) -> int:
+    runs = workspace.store.list_runs(("running",))
+    return int((runs["progress"] * runs["total_steps"] * runs["batch_size"]).sum())
+
+
+class Viewers:
+    """N fake browsers on the Live page, each ticking its fragment timers like a browser tab."""
+
+    def __init__(self, url: str, query: str, count: int):
+        self.browsers = [FakeBrowser(url, page="live", query=query) for _ in range(count)]
+        for browser in self.browsers:
+            browser.open()
+        self.refreshes = 0
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._tick, args=(b,), daemon=True) for b in self.browsers]
+        for thread in self.threads:
+            thread.start()
+
+    def _tick(self, browser: FakeBrowser) -> None:
+        while not self.done.is_set():
+            started = time.monotonic()
+            self.refreshes += 1 if browser.refresh_fragments() else 0
+            interval = min(browser.timers.values(), default=1.0)
+            self.done.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
+        for browser in self.browsers:
+            browser.close()
+
+
+def measure(workspace, server_pid, url, query, viewers: int, seconds: float) -> dict:
+    crowd = Viewers(url, query, viewers) if viewers else None
+    time.sleep(2)  # past the first full page loads
+    refreshes0 = crowd.refreshes if crowd else 0
+    cpu0, images0, t0 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
+    time.sleep(seconds)
+    cpu1, images1, t1 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
+    refreshes = (crowd.refreshes if crowd else 0) - refreshes0
+    if crowd:
+        crowd.close()
+    server_cpu = cpu1 - cpu0
+    return {
+        "viewers": viewers,
+        "images_per_s": (images1 - images0) / (t1 - t0),
+        "server_cpu_share": server_cpu / (t1 - t0),  # of one core
+        "refreshes_per_viewer_s": refreshes / viewers / (t1 - t0) if viewers else 0.0,
+        "server_cpu_ms_per_refresh": 1000 * server_cpu / refreshes if refreshes else None,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.viewers", description=__doc__.split("\n")[0])
+    parser.add_argument("--viewers", type=int, default=20, help="the crowd's size (default 20)")
+    parser.add_argument("--phase-s", type=float, default=30, help="seconds per phase (default 30)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+
+    address = lan_address()
+    if address is None:
+        log("no network address: viewers connect over loopback, as the teacher")
+    with tempfile.TemporaryDirectory(prefix="lenet-viewers-") as tmp:
+        workspace = Workspace(Path(tmp))
+        port = free_port()
+        server = serve(workspace.home, port)
+        try:
+            log("preparing an experiment of 10 runs (8 trained to the end, 2 training)...")
+            experiment_id = prepare(workspace, log)
+            url, query = f"http://{address or '127.0.0.1'}:{port}", f"experiment={experiment_id}"
+            phases = []
+            for viewers in (0, 1, args.viewers, 0):
+                log(f"  {viewers} viewers for {args.phase_s:.0f} s...")
+                phases.append(measure(workspace, server.pid, url, query, viewers, args.phase_s))
+        finally:
+            for run in workspace.store.list_runs(("queued", "running")).itertuples():
+                workspace.store.request_stop(run.id) if run.status == "running" else workspace.store.cancel(
+                    run.id
+                )
+            server.terminate()
+            server.wait(timeout=30)
+    baseline = (phases[0]["images_per_s"] + phases[-1]["images_per_s"]) / 2
+    for phase in phases:
+        phase["training_cost"] = 1 - phase["images_per_s"] / baseline
+    if args.json:
+        print(json.dumps(phases, indent=2))
+        return 0
+    print(
+        f"\n{'viewers':>8} {'images/s':>10} {'training cost':>14} {'server CPU':>11} "
+        f"{'refreshes/s':>12} {'ms CPU/refresh':>15}"
+    )
+    for p in phases:
+        per_refresh = (
+            "–" if p["server_cpu_ms_per_refresh"] is None else f"{p['server_cpu_ms_per_refresh']:.1f}"
+        )
+        print(
+            f"{p['viewers']:>8} {p['images_per_s']:>10.0f} {100 * p['training_cost']:>13.1f}% "
+            f"{100 * p['server_cpu_share']:>10.1f}% {p['refreshes_per_viewer_s']:>12.2f} {per_refresh:>15}"
+        )
+    print(
+        "training cost: images/s lost against the mean of the two phases without viewers; "
+        "server CPU in % of one core; a refresh is one tick of a viewer's Live page timers"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
