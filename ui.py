@@ -128,39 +128,83 @@ class SharedFigure(go.Figure):
         return self._frozen
 
 
-class _Built(NamedTuple):
-    at: float
+class _Shared(NamedTuple):
+    checked_at: float  # when the store's revision was last compared
     revision: tuple
     value: object
 
 
+class SharedViews:
+    """Values built from the store once for every session of this server (a class of 20 watching
+    the teacher's URL must not query and chart the same rows 20 times a second). A value is at most
+    `max_age_s` old: the first session to find it older compares the store's revision (one cheap
+    query) and rebuilds only if the store changed, while the others keep drawing the previous value
+    instead of waiting."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.values: dict[tuple, _Shared] = {}
+        self.building: set[tuple] = set()
+
+    def get(self, key: tuple, build, max_age_s: float):
+        with self.lock:
+            entry = self.values.get(key)
+            if entry is not None and (
+                time.monotonic() - entry.checked_at < max_age_s or key in self.building
+            ):
+                return entry.value
+            self.building.add(key)
+        try:
+            revision = workspace().store.revision()
+            value = entry.value if entry is not None and entry.revision == revision else build()
+            with self.lock:
+                self.values[key] = _Shared(time.monotonic(), revision, value)
+            return value
+        finally:
+            with self.lock:
+                self.building.discard(key)
+
+    def clear(self) -> None:
+        """After a change made here (stop, cancel, launch): the next read is current."""
+        with self.lock:
+            self.values.clear()
+
+
 @st.cache_resource
-def _shared_views() -> tuple[threading.Lock, dict]:
-    return threading.Lock(), {}
+def _shared_views() -> SharedViews:
+    return SharedViews()
 
 
 def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S):
-    """`build()` shared by every session: rebuilt when the store changed, but at most once per
-    `max_age_s` however many viewers ask (runs log steps several times a second; a class of 20 must
-    not rebuild the charts 20 times a second). The value is shared: never mutate it."""
-    lock, built = _shared_views()
-    with lock:  # viewers arriving together wait for one build instead of each doing it
-        revision = workspace().store.revision()
-        entry = built.get(key)
-        if entry is None or (entry.revision != revision and time.monotonic() - entry.at >= max_age_s):
-            entry = built[key] = _Built(time.monotonic(), revision, build())
-        return entry.value
+    """`build()`, shared by every session and rebuilt at most once per `max_age_s` (see SharedViews).
+    The value is shared: never mutate it."""
+    return _shared_views().get((str(workspace().home), *key), build, max_age_s)
+
+
+class RunsNow(NamedTuple):
+    runs: pd.DataFrame  # every run, newest first
+    active: pd.DataFrame  # running, then queued, in training order
+
+
+def runs_now() -> RunsNow:
+    """Every run and the active ones, at most half a second old, shared by every session."""
+
+    def build() -> RunsNow:
+        runs = workspace().store.list_runs()
+        return RunsNow(runs, in_training_order(runs[runs["status"].isin(("queued", "running"))]))
+
+    return shared_view(("runs",), build, max_age_s=0.5)
 
 
 def follow_store(view) -> None:
     """Draw `view()` and redraw it as the store changes, without reloads: every second while runs
     train, every 3 s otherwise. When training starts or ends the whole page reruns once, so that
     every part of it (and its pace) follows."""
-    training = workspace().store.active_count() > 0
+    training = not runs_now().active.empty
 
     @st.fragment(run_every=TRAINING_REFRESH_S if training else IDLE_REFRESH_S)
     def followed() -> None:
-        if (workspace().store.active_count() > 0) != training:
+        if (not runs_now().active.empty) != training:
             st.rerun()
         view()
 
@@ -221,6 +265,7 @@ def teacher_action(change, *args) -> None:
         change(*args)
     except RunStateError as e:  # e.g. the run finished between the last refresh and the click
         st.toast(str(e))
+    _shared_views().clear()
 
 
 def view_only_note() -> None:
@@ -262,6 +307,7 @@ def _once(launch_key: str, start):
         st.toast("Already queued a moment ago: not queued twice.")
         return last[2]
     result = start()
+    _shared_views().clear()
     st.session_state["last_launch"] = (launch_key, time.monotonic(), result)
     return result
 
@@ -341,14 +387,14 @@ def duration(seconds) -> str:
 
 def sidebar_status() -> None:
     """What is training right now, on every page."""
-    runs = in_training_order(workspace().store.list_runs(("queued", "running")))
+    runs = runs_now().active
     if runs.empty:
         st.caption("Nothing is training.")
         return
     running = runs[runs["status"] == "running"]
     st.caption(f"{len(running)} training, {len(runs) - len(running)} queued")
-    for _, run in running.iterrows():
-        st.progress(float(run["progress"]), text=f"{run['name']}: {run_state(run)}")
+    for run in running.itertuples():
+        st.progress(float(run.progress), text=f"{run.name}: {run_state(run._asdict())}")
 
 
 def run_state(run) -> str:

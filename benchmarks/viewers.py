@@ -112,6 +112,7 @@ class Viewers:
         for browser in self.browsers:
             browser.open()
         self.refreshes = 0
+        self.lock = threading.Lock()
         self.done = threading.Event()
         self.threads = [threading.Thread(target=self._tick, args=(b,), daemon=True) for b in self.browsers]
         for thread in self.threads:
@@ -120,7 +121,9 @@ class Viewers:
     def _tick(self, browser: FakeBrowser) -> None:
         while not self.done.is_set():
             started = time.monotonic()
-            self.refreshes += 1 if browser.refresh_fragments() else 0
+            refreshed = bool(browser.refresh_fragments())
+            with self.lock:
+                self.refreshes += refreshed
             interval = min(browser.timers.values(), default=1.0)
             self.done.wait(max(0.0, interval - (time.monotonic() - started)))
 

@@ -455,8 +455,9 @@ def variant_title(variant: str) -> str:
         return variant
 
 
-def probability_bars(probabilities: dict[str, float], variant: str, title: str) -> go.Figure:
-    """Horizontal bars of the ten class probabilities; the top class in the variant's colour."""
+def probability_bars(probabilities: dict[str, float], variant: str) -> go.Figure:
+    """Horizontal bars of the ten class probabilities; the top class in the variant's colour. No title:
+    the page names the model above it, where a long name wraps instead of being cut."""
     top = max(probabilities, key=probabilities.get)
     names = list(probabilities)[::-1]  # first class at the top
     fig = go.Figure(
@@ -471,7 +472,7 @@ def probability_bars(probabilities: dict[str, float], variant: str, title: str) 
         )
     )
     fig.update_xaxes(range=[0, 1.15], tickformat=".0%", showgrid=False)
-    fig.update_layout(title=title, height=330, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    fig.update_layout(height=300, margin={"t": 10, "b": 10, "l": 10, "r": 10})
     return fig
 
 
@@ -481,7 +482,20 @@ def feature_map_grid(maps: dict[str, np.ndarray]) -> go.Figure:
     cols = 8
     rows_per_layer = [math.ceil(len(m) / cols) for m in maps.values()]
     titles = [f"{layer} · channel {c + 1}" for layer, m in maps.items() for c in range(len(m))]
-    fig = make_subplots(rows=sum(rows_per_layer), cols=cols, horizontal_spacing=0.01, vertical_spacing=0.04)
+    # every map titled by its channel (row-major cells; a layer's last row may be part empty)
+    cell_titles = [
+        f"ch {c + 1}" if c < len(m) else ""
+        for m, rows in zip(maps.values(), rows_per_layer, strict=True)
+        for c in range(rows * cols)
+    ]
+    fig = make_subplots(
+        rows=sum(rows_per_layer),
+        cols=cols,
+        horizontal_spacing=0.01,
+        vertical_spacing=0.07,
+        subplot_titles=cell_titles,
+    )
+    fig.update_annotations(font_size=11)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     row_offset, title = 0, iter(titles)
@@ -513,27 +527,36 @@ def feature_map_grid(maps: dict[str, np.ndarray]) -> go.Figure:
         row_offset += rows
     fig.update_layout(
         title="Feature maps after each conv layer (tanh: blue -1 … red +1)",
-        height=110 * sum(rows_per_layer) + 60,
+        height=120 * sum(rows_per_layer) + 60,
         margin={"t": 40, "b": 0, "l": 40, "r": 0},
     )
     return fig
 
 
-def saliency_figure(image28: np.ndarray, saliency: np.ndarray) -> go.Figure:
-    """The 28x28 input beside the pixels that most move the predicted class's score."""
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=["what the model sees", "what its answer hinges on"],
-        horizontal_spacing=0.05,
-    )
-    fig.add_trace(go.Heatmap(z=image28, colorscale="gray", showscale=False, hoverinfo="skip"), row=1, col=1)
+def attribution_figure(image28: np.ndarray, pixels: np.ndarray, class_name: str) -> go.Figure:
+    """The attributions over the 28x28 input, square pixels: red pixels raise the class's score,
+    blue ones lower it, unimportant ones stay clear so the garment shows through."""
+    bound = max(float(np.abs(pixels).max()), 1e-9)
+    fig = go.Figure(go.Heatmap(z=image28, colorscale="gray", showscale=False, hoverinfo="skip"))
     fig.add_trace(
-        go.Heatmap(z=saliency, colorscale="Hot", showscale=False, zmin=0, zmax=1, hoverinfo="skip"),
-        row=1,
-        col=2,
+        go.Heatmap(
+            z=pixels,
+            zmin=-bound,
+            zmax=bound,
+            colorscale=[
+                [0, "rgba(33, 102, 172, 0.95)"],
+                [0.5, "rgba(255, 255, 255, 0)"],
+                [1, "rgba(202, 0, 32, 0.95)"],
+            ],
+            colorbar={"title": {"text": "score", "side": "right"}, "thickness": 14},
+            hovertemplate="pixel (%{x}, %{y}): %{z:+.3f}<extra></extra>",
+        )
     )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_layout(height=320, margin={"t": 40, "b": 0, "l": 0, "r": 0})
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(
+        title=f"Why {class_name}? red raises its score, blue lowers it",
+        height=380,
+        margin={"t": 50, "b": 0, "l": 0, "r": 0},
+    )
     return fig

@@ -498,14 +498,6 @@ class Store:
                 ).fetchone()
             )
 
-    def active_count(self) -> int:
-        """Runs queued or training (a running run whose heartbeat stopped is not)."""
-        with self._connect() as db:
-            return db.execute(
-                f"SELECT COUNT(*) FROM runs WHERE {_EFFECTIVE_STATUS} IN ('queued', 'running')",
-                {"stale": time.time() - heartbeat_timeout_s()},
-            ).fetchone()[0]
-
     def newest_run(self) -> dict | None:
         """The run queued or started last, without reading all the others."""
         with self._connect() as db:

@@ -70,8 +70,7 @@ def progress_bars(runs, active) -> None:
 
 
 def live_view() -> None:
-    home = str(ui.workspace().home)
-    runs, active, figures = ui.shared_view(("live", home, experiment_id, presenting), live_charts)
+    runs, active, figures = ui.shared_view(("live", experiment_id, presenting), live_charts)
     if presenting:  # the chart that shows overfitting first, above the fold; the details below
         left, right = st.columns(2)
         left.plotly_chart(figures[0], key="live_0")

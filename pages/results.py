@@ -119,7 +119,14 @@ if finished.empty:
     st.stop()
 st.subheader("Compare runs")
 labels = {int(r["id"]): charts.run_label(r) for _, r in finished.iterrows()}
-chosen = st.multiselect("Runs to compare", list(labels), default=list(labels)[:5], format_func=labels.get)
+chosen = st.multiselect(
+    "Runs to compare",
+    list(labels),
+    default=list(labels)[:5],
+    format_func=labels.get,
+    key="runs",
+    bind="query-params",  # a link or bookmark brings back the same comparison
+)
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
     epochs = ui.workspace().store.epoch_metrics(compare["id"].tolist())
@@ -160,7 +167,13 @@ with_checkpoint = finished[finished["has_checkpoint"]]
 if with_checkpoint.empty:
     st.caption("None of these runs has a checkpoint.")
     st.stop()
-run_id = st.selectbox("Run", with_checkpoint["id"].tolist(), format_func=lambda i: labels[int(i)])
+run_id = st.selectbox(
+    "Run",
+    with_checkpoint["id"].tolist(),
+    format_func=lambda i: labels[int(i)],
+    key="run",
+    bind="query-params",
+)
 run = with_checkpoint.set_index("id").loc[run_id]
 _, metadata = ui.load_checkpoint(run["checkpoint"])
 try:

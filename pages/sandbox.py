@@ -9,10 +9,10 @@ from lenet.data import DataError
 from lenet.predict import (
     BlankImageError,
     ImageError,
+    attributions,
     feature_maps,
     open_image,
     predict,
-    saliency,
     to_model_input,
 )
 
@@ -31,7 +31,9 @@ for c in ui.workspace().list_checkpoints():
     label = c.name if c.source == "pretrained" else f"{c.name} (run)"
     saved[label if label not in saved else f"{label} · {c.path.name}"] = c
 shipped = [label for label, c in saved.items() if c.source == "pretrained"]
-chosen = st.multiselect("Models to compare", list(saved), default=shipped or list(saved)[:3])
+chosen = st.multiselect(
+    "Models to compare", list(saved), default=shipped or list(saved)[:3], key="models", bind="query-params"
+)
 models = {}  # label -> (variant, model)
 for label in chosen:
     model, metadata = ui.load_checkpoint(saved[label].path)
@@ -51,11 +53,18 @@ if not models:
     st.info("Choose at least one model (or train one first).")
     st.stop()
 
-# -- input ------------------------------------------------------------------------------------
-source = st.radio("Image", ["Draw", "Sample from the test set", "Upload"], horizontal=True, key="source")
-left, middle, right = st.columns([3, 2, 2])
-image28 = tensor = None
-with left:
+# -- input and answers: a fragment, so that a stroke reruns only this part ---------------------
+source = st.radio(
+    "Image",
+    ["Draw", "Sample from the test set", "Upload"],
+    horizontal=True,
+    key="source",
+    bind="query-params",
+)
+
+
+def read_input():
+    """The chosen source's image -> (28x28 uint8 image, model input), or (None, None)."""
     try:
         if source == "Draw":
             brush = st.slider("Brush size", 5, 60, 28, help="Garments are filled shapes: paint them in.")
@@ -71,10 +80,10 @@ with left:
             )
             if st.button("Clear the canvas", key="clear_canvas"):
                 st.session_state["canvas_generation"] += 1
-                st.rerun()
+                st.rerun(scope="fragment")
             if result is not None and result.image_data is not None:
                 prepared = to_model_input(np.asarray(result.image_data, dtype=np.uint8))
-                image28, tensor = prepared.image28, prepared.tensor
+                return prepared.image28, prepared.tensor
         elif source == "Sample from the test set":
             wanted = st.selectbox("Class", ["any class", *CLASSES], key="sample_class")
             test = ui.test_images()
@@ -88,9 +97,12 @@ with left:
             if st.button("Another image", key="another_sample") or key not in st.session_state:
                 st.session_state[key] = int(np.random.default_rng().choice(pool))
             index = st.session_state[key]
-            image28 = np.asarray(test.images[index])
-            tensor = test.split.images[index : index + 1]  # exactly what the models were tested on
-            st.image(enlarged(image28, 280), caption=f"test image #{index}: a {CLASSES[labels[index]]}")
+            st.image(
+                enlarged(np.asarray(test.images[index]), 280),
+                caption=f"test image #{index}: a {CLASSES[labels[index]]}",
+            )
+            # exactly what the models were tested on
+            return np.asarray(test.images[index]), test.split.images[index : index + 1]
         else:
             upload = st.file_uploader(
                 "PNG, JPEG, GIF, WebP or BMP (up to 20 MB)",
@@ -101,39 +113,51 @@ with left:
                 picture = open_image(upload.getvalue())
                 st.image(picture.convert("RGB"), caption=upload.name, width=280)
                 prepared = to_model_input(picture)
-                image28, tensor = prepared.image28, prepared.tensor
                 if prepared.inverted:
                     st.caption("Light background: inverted to light-on-dark, like FashionMNIST.")
+                return prepared.image28, prepared.tensor
     except BlankImageError as e:
         st.info(str(e).capitalize())
     except ImageError as e:
         st.error(f"Cannot classify this file: {e}")
     except DataError as e:
         st.warning(f"Sampling needs the FashionMNIST test set. {e}")
+    return None, None
 
-if tensor is None:
-    with middle:
-        st.caption("The 28x28 image the models see will appear here.")
-    st.stop()
-with middle:
-    st.image(enlarged(image28), caption="What the models see (28x28)")
 
-# -- predictions ------------------------------------------------------------------------------
-predictions = predict({label: model for label, (_, model) in models.items()}, tensor)
-answers = {p.top1 for p in predictions}
-with right:
-    if len(answers) > 1:
-        st.warning("The models disagree: " + "; ".join(f"{p.model} says **{p.top1}**" for p in predictions))
-    for p in predictions:
-        st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
-for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):
-    column.plotly_chart(
-        charts.probability_bars(p.probabilities, models[p.model][0], p.model),
-        key=f"probs_{p.model}",
-    )
+@st.fragment
+def input_and_answers() -> None:
+    left, middle, right = st.columns([3, 2, 2])
+    with left:
+        image28, tensor = read_input()
+    if tensor is None:
+        middle.caption("The 28x28 image the models see will appear here.")
+        return
+    middle.image(enlarged(image28), caption="What the models see (28x28)")
 
-with st.expander("Look inside a model: feature maps and saliency"):
-    label = st.selectbox("Model", list(models), key="inside_model")
-    _, model = models[label]
-    ui.chart(charts.saliency_figure(image28, saliency(model, tensor)), "saliency")
-    ui.chart(charts.feature_map_grid(feature_maps(model, tensor)), "feature_maps")
+    predictions = predict({label: model for label, (_, model) in models.items()}, tensor)
+    with right:
+        if len({p.top1 for p in predictions}) > 1:
+            st.warning(
+                "The models disagree: " + "; ".join(f"{p.model} says **{p.top1}**" for p in predictions)
+            )
+        for p in predictions:
+            st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
+    for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):
+        column.markdown(f"**{p.model}**")  # wraps, where a chart title would be cut
+        ui.chart(charts.probability_bars(p.probabilities, models[p.model][0]), f"probs_{p.model}", column)
+
+    if st.toggle("Look inside a model: why this answer, and its feature maps", key="inside"):
+        label = st.selectbox("Model", list(models), key="inside_model")
+        _, model = models[label]
+        why = attributions(model, tensor)
+        left, right = st.columns([2, 3])
+        ui.chart(charts.attribution_figure(image28, why.pixels, CLASSES[why.target]), "attributions", left)
+        left.caption(
+            "Integrated Gradients (Captum): each pixel's share of the class's score, compared with a "
+            f"black image. The shares add up to the whole difference (to within {why.gap:.2f})."
+        )
+        ui.chart(charts.feature_map_grid(feature_maps(model, tensor)), "feature_maps", right)
+
+
+input_and_answers()

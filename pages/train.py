@@ -201,7 +201,7 @@ st.subheader("Queue")
 
 def queue() -> None:
     store = ui.workspace().store
-    runs = ui.in_training_order(store.list_runs(("queued", "running")))
+    runs = ui.runs_now().active
     if runs.empty:
         st.caption("Nothing queued or training.")
     for _, run in runs.iterrows():

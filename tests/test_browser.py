@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from lenet import artifacts
 from lenet.models import create_model
+from lenet.train import TrainConfig
 from lenet.workspace import Workspace
 
 from conftest import make_dataset_dir
@@ -62,9 +64,9 @@ def browser():
 
 
 @contextmanager
-def serve_dashboard(root: Path, prepare=None):
+def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
     """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data;
-    `prepare(workspace, data_dir)` may fill the home first."""
+    `prepare(workspace, data_dir)` may fill the home first. `address` "0.0.0.0" serves the room."""
     port = _free_port()
     home = root / "home"
     data_dir = make_dataset_dir(root / "fmnist")
@@ -90,7 +92,7 @@ def serve_dashboard(root: Path, prepare=None):
             "--server.port",
             str(port),
             "--server.address",
-            "127.0.0.1",
+            address,
             "--browser.gatherUsageStats",
             "false",
         ],
@@ -233,3 +235,147 @@ def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path
             assert chart.get_by_text(text, exact=True).count() >= 1, text
         assert chart.get_by_text("best on validation:").count() == 1
         assert page.get_by_text("Best weight_decay on validation").count() == 1
+
+
+def _shots(tmp_path) -> Path:
+    shots = Path(os.environ.get("LENET_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def test_a_live_tab_opened_before_a_run_starts_shows_it_training_without_a_reload(browser, tmp_path):
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        open_and_check(page, f"{url}/live", "Live")
+        assert page.get_by_text("Nothing has been trained yet").count() == 1
+        store = Workspace(tmp_path / "home").store
+        run_id = store.enqueue(TrainConfig.for_variant("dropout", epochs=3), name="late dropout")
+        store.claim_next(os.getpid())  # it starts training
+        store.heartbeat(run_id)
+        started = time.monotonic()
+        page.get_by_text(re.compile(r"late dropout.*epoch 1/3")).first.wait_for(timeout=10_000)
+        shown_after = time.monotonic() - started
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("1 training, 0 queued").wait_for(timeout=10_000)
+        # stop it from elsewhere (the CLI, another tab): this tab shows it within a few seconds
+        store.request_stop(run_id)
+        page.get_by_text(re.compile(r"late dropout.*stopping after this batch")).first.wait_for(timeout=5_000)
+        page.screenshot(path=str(_shots(tmp_path) / "live-followed.png"))
+        print(f"a run started after the tab opened showed in {shown_after:.1f} s")
+        assert shown_after < 8
+
+
+def _font_px(locator) -> list[float]:
+    return locator.evaluate_all("els => els.map(e => parseFloat(getComputedStyle(e).fontSize))")
+
+
+def _experiment_of_three(workspace, data_dir):
+    from test_experiments import train_queued
+
+    configs = [TrainConfig.for_variant(v, epochs=3) for v in ("baseline", "dropout", "l2")]
+    experiment_id = workspace.store.create_experiment(
+        "Three regularizers",
+        "preset",
+        configs,
+        description="3 epochs each",
+        varies="variant",
+        data_dir=str(data_dir),
+    )
+    train_queued(workspace, experiment_id)
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_presentation_mode_is_readable_from_the_back_row(browser, tmp_path, size):
+    with serve_dashboard(tmp_path, _experiment_of_three) as url:
+        page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        open_and_check(page, f"{url}/live?present=1", "Live")
+        chart = page.locator(".js-plotly-plot").first
+        chart.locator(".legendtext").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(_shots(tmp_path) / f"present-live-{size[0]}x{size[1]}.png"))
+        # the key chart, train vs validation accuracy, whole and above the fold
+        assert "Accuracy" in chart.locator(".gtitle").inner_text()
+        box = chart.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= size[1], box
+        # body text >= 20 px, chart text (ticks, legends, titles) >= 16 px
+        body = _font_px(page.locator('[data-testid="stMainBlockContainer"] p'))
+        assert body and min(body) >= 20, body
+        for part in (".xtick text", ".ytick text", ".legendtext", ".gtitle", ".g-xtitle text"):
+            sizes = _font_px(page.locator(f".js-plotly-plot {part}"))
+            assert sizes and min(sizes) >= 16, (part, sizes)
+        # short legend labels, no developer chrome
+        assert all(len(t) <= 24 for t in chart.locator(".legendtext").all_inner_texts())
+        assert page.locator('[data-testid="stToolbar"]').filter(visible=True).count() == 0
+        # the mode follows the room through the navigation
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Results").click()
+        page.wait_for_url(re.compile(r"/results\?.*present=1"))
+        page.get_by_role("heading", name="Results").first.wait_for()
+        _wait_idle(page)
+        page.screenshot(path=str(_shots(tmp_path) / f"present-results-{size[0]}x{size[1]}.png"))
+        assert min(_font_px(page.locator('[data-testid="stMainBlockContainer"] p'))) >= 20
+
+
+def test_a_link_with_query_parameters_restores_its_view(browser, tmp_path):
+    with serve_dashboard(tmp_path, _experiment_of_three) as url:
+        store = Workspace(tmp_path / "home").store
+        runs = store.list_runs().sort_values("id")
+        first, last = (f"#{r.id} {r.name}" for r in (runs.iloc[0], runs.iloc[-1]))
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        query = urllib.parse.urlencode({"experiment": 1, "runs": [first, last], "run": last}, doseq=True)
+        open_and_check(page, f"{url}/results?{query}", "Results")
+        chosen = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs to compare")
+        assert chosen.get_by_text(first).count() == 1 and chosen.get_by_text(last).count() == 1
+        assert chosen.locator('[data-baseweb="tag"]').count() == 2
+        detail = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run")
+        assert detail.last.get_by_text(last).count() == 1
+        page.screenshot(path=str(_shots(tmp_path) / "results-from-link.png"), full_page=True)
+
+        model = "test model"  # the one saved model of serve_dashboard, besides the shipped ones
+        query = urllib.parse.urlencode({"models": model, "source": "Sample from the test set"})
+        open_and_check(page, f"{url}/sandbox?{query}", "Sandbox")
+        models = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Models to compare")
+        assert models.locator('[data-baseweb="tag"]').all_inner_texts() == [model]
+        page.get_by_text(re.compile(r"test image #\d+")).first.wait_for()
+        assert page.get_by_text(re.compile(rf"{model}: .+ \(\d+%\)")).count() == 1
+
+
+def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, tmp_path):
+    from benchmarks.fake_browser import FakeBrowser
+    from benchmarks.viewers import lan_address
+
+    address = lan_address()
+    if address is None:
+        pytest.skip("no network address to connect from as another device")
+
+    def one_run_training(workspace, data_dir):
+        run_id = workspace.store.enqueue(TrainConfig.for_variant("baseline"), name="teacher's run")
+        workspace.store.claim_next(os.getpid())
+        workspace.store.heartbeat(run_id)
+
+    with serve_dashboard(tmp_path, one_run_training, address="0.0.0.0") as url:
+        store = Workspace(tmp_path / "home").store
+        store.heartbeat(1)
+        room_url = url.replace("127.0.0.1", address)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        for path, heading in PAGES.items():
+            page.goto(f"{room_url}/{path}")
+            page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+            _wait_idle(page)
+            for control in ("Stop", "Cancel", "Launch the comparison (quick demo)", "Queue this run"):
+                assert page.get_by_role("button", name=control).count() == 0, (path, control)
+        page.goto(f"{room_url}/live")
+        page.get_by_text(re.compile(r"teacher's run.*epoch 1/")).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(_shots(tmp_path) / "viewer-live.png"))
+
+        # the teacher, at the machine, is shown the Stop button: its id is what a forger would send
+        teacher = FakeBrowser(url, page="live")
+        [stop] = [b.id for b in teacher.open().elements("button") if b.label == "Stop"]
+        student = FakeBrowser(room_url, page="live")
+        student.open()
+        student.click(stop)
+        student.rerun()
+        assert store.get_run(1)["stop_requested"] == 0 and store.get_run(1)["status"] == "running"
+        teacher.click(stop)
+        assert store.get_run(1)["stop_requested"] == 1
+        teacher.close()
+        student.close()

@@ -69,7 +69,7 @@ def test_every_variant_has_its_own_colour_on_the_charts(variant):
 
 def test_sandbox_figures():
     probabilities = dict(zip(CLASSES, np.linspace(0, 1, 10) / np.linspace(0, 1, 10).sum(), strict=True))
-    bars = charts.probability_bars(probabilities, "dropout", "m")
+    bars = charts.probability_bars(probabilities, "dropout")
     colors = list(bars.marker.color) if hasattr(bars, "marker") else list(bars.data[0].marker.color)
     assert colors.count(charts.variant_color("dropout")) == 1
     maps = {"conv1": np.zeros((6, 28, 28)), "conv2": np.zeros((16, 10, 10))}
@@ -77,7 +77,16 @@ def test_sandbox_figures():
     assert len(grid.data) == 22
     assert grid.data[0].name == "conv1 · channel 1" and grid.data[-1].name == "conv2 · channel 16"
     assert [a.title.text for a in (grid.layout.yaxis, grid.layout.yaxis9)] == ["conv1", "conv2"]
-    assert len(charts.saliency_figure(np.zeros((28, 28)), np.zeros((28, 28))).data) == 2
+    # every map's channel shown above it: conv1 fills 6 of 8 cells, conv2 two full rows
+    shown = [a.text for a in grid.layout.annotations]
+    assert shown[:6] == [f"ch {c}" for c in range(1, 7)] and shown[-1] == "ch 16" and len(shown) == 22
+    pixels = np.zeros((28, 28))
+    pixels[3, 4], pixels[20, 10] = 0.5, -2.0
+    why = charts.attribution_figure(np.zeros((28, 28)), pixels, "Coat")
+    image, overlay = why.data
+    assert (overlay.zmin, overlay.zmax) == (-2.0, 2.0)  # symmetric: white is exactly zero
+    assert overlay.colorbar.title.text and "Coat" in why.layout.title.text
+    assert why.layout.yaxis.scaleanchor == "x"  # square pixels
 
 
 def test_epoch_curves_star_each_runs_best_validation_epoch(runs):

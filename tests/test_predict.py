@@ -12,14 +12,15 @@ from PIL import Image, ImageDraw
 
 from lenet import CLASSES, artifacts
 from lenet.cli import main
+from lenet.data import normalize
 from lenet.models import create_model
 from lenet.predict import (
     BlankImageError,
     ImageError,
+    attributions,
     feature_maps,
     open_image,
     predict,
-    saliency,
     to_model_input,
 )
 
@@ -183,7 +184,7 @@ def test_predictions_are_probabilities_for_every_model():
         assert p.top1 in CLASSES and p.confidence == max(p.probabilities.values())
 
 
-def test_feature_maps_and_saliency_leave_the_model_untouched():
+def test_feature_maps_and_attributions_leave_the_model_untouched():
     model = create_model("batch_norm").eval()
     tensor = to_model_input(shirt()).tensor
     maps = feature_maps(model, tensor)
@@ -192,8 +193,8 @@ def test_feature_maps_and_saliency_leave_the_model_untouched():
     with torch.inference_mode():
         expected = model.feature[:3](tensor)[0]  # conv, batch norm, tanh
     assert np.allclose(maps["conv1"], expected.numpy())
-    heat = saliency(model, tensor)
-    assert heat.shape == (28, 28) and heat.max() == pytest.approx(1) and heat.min() >= 0
+    why = attributions(model, tensor)
+    assert why.pixels.shape == (28, 28) and why.target == int(model(tensor).argmax())
     assert all(p.grad is None for p in model.parameters())
     assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
 
@@ -275,3 +276,19 @@ def test_two_threads_sharing_one_cached_model_each_get_their_own_feature_maps():
     for i in range(2):
         for maps in results[i]:
             assert all(np.array_equal(maps[layer], expected[i][layer]) for layer in ("conv1", "conv2"))
+
+
+def test_attributions_add_up_to_the_score_difference_from_a_black_image():
+    """Integrated Gradients' completeness: the pixels' shares sum to logit(image) - logit(black)."""
+    torch.manual_seed(0)
+    model = create_model("baseline").eval()
+    tensor = to_model_input(shirt()).tensor
+    why = attributions(model, tensor, target=4)
+    black = normalize(torch.zeros(1, 28, 28, dtype=torch.uint8))
+    with torch.no_grad():
+        difference = float(model(tensor)[0, 4] - model(black)[0, 4])
+    assert why.target == 4
+    assert why.pixels.sum() == pytest.approx(difference, abs=0.02 * abs(difference) + 1e-3)
+    assert why.gap == pytest.approx(abs(why.pixels.sum() - difference), abs=1e-4)
+    # the black background outside the garment contributes nothing (its input equals the baseline)
+    assert np.abs(why.pixels[to_model_input(shirt()).image28 == 0]).max() < 1e-6
