@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: run test bench reproduce lint clean
+.PHONY: run test bench bench-viewers bench-sandbox reproduce lint clean
 
 $(READY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(READY)  ## lint, then the whole test suite
 
 bench: $(READY)  ## training throughput: our pipeline vs the notebook's
 	$(PY) -m lenet bench
+
+bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the server and training (~6 min)
+	$(PY) -m benchmarks.viewers
+
+bench-sandbox: $(READY)  ## the sandbox's mouse-up-to-answers time in headless Chromium (median of 10 strokes)
+	$(PY) -m benchmarks.sandbox
 
 reproduce: $(READY)  ## the notebook's five runs x 3 seeds; rewrites RESULTS.md and artifacts/pretrained (~1 h on a CPU)
 	$(PY) -m lenet reproduce --seeds 3 --publish

@@ -72,7 +72,7 @@ def setup_page() -> None:
                 st.query_params.pop("present", None)
             st.rerun()
         st.divider()
-        follow_store(sidebar_status)
+        follow_store(sidebar_status, every_s=SIDEBAR_REFRESH_S)
         _role_controls()
     if presenting():
         st.html(f"<style>{PROJECTOR_CSS}</style>")
@@ -85,6 +85,8 @@ PROJECTOR_CSS = """
 html { font-size: 22px; }
 [data-testid="stMainBlockContainer"] { padding-top: 1.5rem; padding-bottom: 1rem; max-width: 100%; }
 h1 { font-size: 1.9rem !important; padding-bottom: 0.2rem !important; }
+[data-testid="stMainBlockContainer"] :is(p, li, summary, th, td, label) { font-size: 1rem !important; }
+[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p { font-size: 0.95rem !important; }
 [data-testid="stToolbar"], [data-testid="stDecoration"], [data-testid="stStatusWidget"] { display: none; }
 """
 
@@ -112,6 +114,7 @@ def chart(figure, key: str, where=None) -> None:
 
 # -- views that follow the store ---------------------------------------------------------------
 TRAINING_REFRESH_S = 1.0  # while runs train: progress, stop and cancel show within a second
+SIDEBAR_REFRESH_S = 2.0  # the sidebar's summary, on every page beside the page's own view
 IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
 
 
@@ -184,6 +187,7 @@ def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S):
 class RunsNow(NamedTuple):
     runs: pd.DataFrame  # every run, newest first
     active: pd.DataFrame  # running, then queued, in training order
+    active_rows: list[dict]  # the same as plain rows: what each viewer draws, without pandas
 
 
 def runs_now() -> RunsNow:
@@ -191,18 +195,19 @@ def runs_now() -> RunsNow:
 
     def build() -> RunsNow:
         runs = workspace().store.list_runs()
-        return RunsNow(runs, in_training_order(runs[runs["status"].isin(("queued", "running"))]))
+        active = in_training_order(runs[runs["status"].isin(("queued", "running"))])
+        return RunsNow(runs, active, active.to_dict("records"))
 
     return shared_view(("runs",), build, max_age_s=0.5)
 
 
-def follow_store(view) -> None:
-    """Draw `view()` and redraw it as the store changes, without reloads: every second while runs
+def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:
+    """Draw `view()` and redraw it as the store changes, without reloads: every `every_s` while runs
     train, every 3 s otherwise. When training starts or ends the whole page reruns once, so that
     every part of it (and its pace) follows."""
     training = not runs_now().active.empty
 
-    @st.fragment(run_every=TRAINING_REFRESH_S if training else IDLE_REFRESH_S)
+    @st.fragment(run_every=every_s if training else max(every_s, IDLE_REFRESH_S))
     def followed() -> None:
         if (not runs_now().active.empty) != training:
             st.rerun()
@@ -243,9 +248,12 @@ def client_is_local() -> bool:
     client = runtime.get_instance().get_client(ctx.session_id) if ctx and runtime.exists() else None
     address = getattr(getattr(client, "client_context", None), "remote_ip", None)
     try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
+        peer = ipaddress.ip_address(address) if address is not None else None
     except ValueError:
         return False
+    # a server on every interface listens dual-stack: an IPv4 peer then reads ::ffff:127.0.0.1
+    peer = getattr(peer, "ipv4_mapped", None) or peer
+    return peer is not None and peer.is_loopback
 
 
 def is_teacher() -> bool:
@@ -387,14 +395,14 @@ def duration(seconds) -> str:
 
 def sidebar_status() -> None:
     """What is training right now, on every page."""
-    runs = runs_now().active
-    if runs.empty:
+    active = runs_now().active_rows
+    if not active:
         st.caption("Nothing is training.")
         return
-    running = runs[runs["status"] == "running"]
-    st.caption(f"{len(running)} training, {len(runs) - len(running)} queued")
-    for run in running.itertuples():
-        st.progress(float(run.progress), text=f"{run.name}: {run_state(run._asdict())}")
+    running = [run for run in active if run["status"] == "running"]
+    st.caption(f"{len(running)} training, {len(active) - len(running)} queued")
+    for run in running:
+        st.progress(float(run["progress"]), text=f"{run['name']}: {run_state(run)}")
 
 
 def run_state(run) -> str:

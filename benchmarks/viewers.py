@@ -140,8 +140,10 @@ def measure(workspace, server_pid, url, query, viewers: int, seconds: float) -> 
     time.sleep(2)  # past the first full page loads
     refreshes0 = crowd.refreshes if crowd else 0
     cpu0, images0, t0 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
+    clients0 = cpu_seconds(os.getpid())  # the simulated browsers: on a student's laptop in a real room
     time.sleep(seconds)
     cpu1, images1, t1 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
+    clients1 = cpu_seconds(os.getpid())
     refreshes = (crowd.refreshes if crowd else 0) - refreshes0
     if crowd:
         crowd.close()
@@ -150,6 +152,7 @@ def measure(workspace, server_pid, url, query, viewers: int, seconds: float) -> 
         "viewers": viewers,
         "images_per_s": (images1 - images0) / (t1 - t0),
         "server_cpu_share": server_cpu / (t1 - t0),  # of one core
+        "browsers_cpu_share": (clients1 - clients0) / (t1 - t0),
         "refreshes_per_viewer_s": refreshes / viewers / (t1 - t0) if viewers else 0.0,
         "server_cpu_ms_per_refresh": 1000 * server_cpu / refreshes if refreshes else None,
     }
@@ -193,7 +196,7 @@ def main(argv=None) -> int:
         return 0
     print(
         f"\n{'viewers':>8} {'images/s':>10} {'training cost':>14} {'server CPU':>11} "
-        f"{'refreshes/s':>12} {'ms CPU/refresh':>15}"
+        f"{'refreshes/s':>12} {'ms CPU/refresh':>15} {'browsers CPU':>13}"
     )
     for p in phases:
         per_refresh = (
@@ -201,7 +204,8 @@ def main(argv=None) -> int:
         )
         print(
             f"{p['viewers']:>8} {p['images_per_s']:>10.0f} {100 * p['training_cost']:>13.1f}% "
-            f"{100 * p['server_cpu_share']:>10.1f}% {p['refreshes_per_viewer_s']:>12.2f} {per_refresh:>15}"
+            f"{100 * p['server_cpu_share']:>10.1f}% {p['refreshes_per_viewer_s']:>12.2f} {per_refresh:>15} "
+            f"{100 * p['browsers_cpu_share']:>12.1f}%"
         )
     print(
         "training cost: images/s lost against the mean of the two phases without viewers; "

@@ -59,7 +59,13 @@ PROJECTOR_FONT = {"size": 18}  # ticks and legends; titles larger
 
 def for_projector(fig: go.Figure) -> go.Figure:
     """The same chart readable from the back row: text of at least 18 px, titles 22 px."""
-    fig.update_layout(font=PROJECTOR_FONT, title_font_size=22, legend_font_size=18, hoverlabel_font_size=18)
+    fig.update_layout(
+        font=PROJECTOR_FONT,
+        title_font_size=22,
+        title_subtitle_font_size=18,
+        legend_font_size=18,
+        hoverlabel_font_size=18,
+    )
     fig.update_annotations(font_size=18)  # subplot titles and notes
     return fig
 
@@ -74,14 +80,27 @@ def _style(runs: pd.DataFrame) -> dict[int, dict]:
     return styles
 
 
+def _title(text: str) -> dict:
+    """'Accuracy: validation (solid), ...' -> a short title and the rest as a smaller subtitle, so that
+    a half-width chart's title is not cut off."""
+    main, _, rest = text.partition(": ")
+    return {"text": main, "subtitle": {"text": rest}} if rest else {"text": text}
+
+
+def _epoch_ticks(fig: go.Figure, last_epoch) -> None:
+    """Whole epochs on the x axis (never 1.5), at most about ten ticks."""
+    if last_epoch == last_epoch and last_epoch:
+        fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(float(last_epoch) / 10)))
+
+
 def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", percent: bool = False):
     fig.update_layout(
-        title=title,
+        title=_title(title),
         xaxis_title=x_title,
         yaxis_title=y_title,
         hovermode="x unified",
         legend={"orientation": "h", "y": -0.2},
-        margin={"t": 50, "b": 10},
+        margin={"t": 80 if ": " in title else 50, "b": 10},
     )
     if percent:
         fig.update_yaxes(tickformat=".0%")
@@ -157,6 +176,7 @@ def epoch_curves(
         best = rows.loc[rows["val_loss"].idxmin()]
         _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
         fig.data[-1].legendgroup = label
+    _epoch_ticks(fig, epochs.loc[epochs["run_id"].isin(runs["id"]), "epoch"].max())
     return _layout(
         fig,
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
@@ -242,6 +262,7 @@ def mean_curves(
             color,
             f"{name}: lowest mean validation loss",
         )
+    _epoch_ticks(fig, epochs["epoch"].max() if len(epochs) else None)
     return _layout(
         fig,
         f"{metric.capitalize()} over seeds: validation (solid), train (dotted)",
@@ -356,7 +377,7 @@ def gap_panels(epochs: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
         )
     fig.update_yaxes(tickformat=".0%")
     fig.update_layout(
-        title="Train vs validation per run: shaded where train is above validation (overfitting)",
+        title=_title("Train vs validation per run: shaded where train is above validation (overfitting)"),
         height=300 * rows_n,
         margin={"t": 70, "b": 10},
     )

@@ -35,21 +35,21 @@ def live_charts():
     ]
     if presenting:
         figures = [charts.for_projector(figure) for figure in figures]
-    return runs, active, [ui.SharedFigure(figure) for figure in figures]
+    return runs, active.to_dict("records"), [ui.SharedFigure(figure) for figure in figures]
 
 
-def progress_bars(runs, active) -> None:
+def progress_bars(runs, active: list[dict]) -> None:
     if runs.empty:
         st.info(
             "Nothing has been trained yet. Queue runs on the Train page, or launch the quick demo from Home."
         )
         return
-    if active.empty and experiment_id is None:
+    if not active and experiment_id is None:
         st.info(f"Nothing is training now. Showing the {min(RECENT, len(runs))} most recent runs.")
-    elif active.empty:
+    elif not active:
         st.info("Nothing of this experiment is training now. Its results are on the Results page.")
     teacher = ui.is_teacher()
-    for _, run in active.iterrows():
+    for run in active:
         bar, stop = st.columns([6, 1])
         if run["status"] != "running":
             bar.progress(0.0, text=f"**{run['name']}** · queued")

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import streamlit as st
 from PIL import Image
@@ -31,14 +33,16 @@ for c in ui.workspace().list_checkpoints():
     label = c.name if c.source == "pretrained" else f"{c.name} (run)"
     saved[label if label not in saved else f"{label} · {c.path.name}"] = c
 shipped = [label for label, c in saved.items() if c.source == "pretrained"]
-chosen = st.multiselect(
+models_column, own_column = st.columns([3, 1])
+chosen = models_column.multiselect(
     "Models to compare", list(saved), default=shipped or list(saved)[:3], key="models", bind="query-params"
 )
 models = {}  # label -> (variant, model)
 for label in chosen:
     model, metadata = ui.load_checkpoint(saved[label].path)
     models[label] = (metadata["variant"], model)
-with st.expander("Use your own .pth (e.g. saved by the original notebook)"):
+with own_column.expander("Your own .pth", icon=":material/upload_file:"):
+    st.caption("A state_dict, e.g. saved by the original notebook. Read in memory, never stored.")
     uploaded_models = st.file_uploader("State dict files", type=["pth", "pt"], accept_multiple_files=True)
     for upload in uploaded_models or []:
         try:
@@ -54,20 +58,22 @@ if not models:
     st.stop()
 
 # -- input and answers: a fragment, so that a stroke reruns only this part ---------------------
-source = st.radio(
+source_column, brush_column = st.columns([3, 2])
+source = source_column.radio(
     "Image",
     ["Draw", "Sample from the test set", "Upload"],
     horizontal=True,
     key="source",
     bind="query-params",
 )
+if source == "Draw":
+    brush = brush_column.slider("Brush size", 5, 60, 28, help="Garments are filled shapes: paint them in.")
 
 
 def read_input():
     """The chosen source's image -> (28x28 uint8 image, model input), or (None, None)."""
     try:
         if source == "Draw":
-            brush = st.slider("Brush size", 5, 60, 28, help="Garments are filled shapes: paint them in.")
             st.session_state.setdefault("canvas_generation", 0)
             result = st_canvas(
                 stroke_width=brush,
@@ -137,10 +143,9 @@ def input_and_answers() -> None:
 
     predictions = predict({label: model for label, (_, model) in models.items()}, tensor)
     with right:
-        if len({p.top1 for p in predictions}) > 1:
-            st.warning(
-                "The models disagree: " + "; ".join(f"{p.model} says **{p.top1}**" for p in predictions)
-            )
+        votes = Counter(p.top1 for p in predictions)
+        if len(votes) > 1:
+            st.warning("The models disagree: " + ", ".join(f"**{c}** ({n})" for c, n in votes.most_common()))
         for p in predictions:
             st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
     for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):

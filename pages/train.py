@@ -201,10 +201,10 @@ st.subheader("Queue")
 
 def queue() -> None:
     store = ui.workspace().store
-    runs = ui.runs_now().active
-    if runs.empty:
+    runs = ui.runs_now().active_rows
+    if not runs:
         st.caption("Nothing queued or training.")
-    for _, run in runs.iterrows():
+    for run in runs:
         info, action = st.columns([5, 1])
         with info:
             if run["status"] == "running":

@@ -177,29 +177,24 @@ def _wait_idle(page):
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
 
 
-def test_drawing_on_the_canvas_gives_a_prediction(browser, dashboard_url, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+def test_each_stroke_on_the_canvas_gets_every_models_answer(browser, dashboard_url, tmp_path):
+    """Ten strokes, each answered (the image the models see and their answers redrawn); the median
+    time from mouse-up to answers is reported, not asserted (that is `make bench-sandbox`)."""
+    from benchmarks.sandbox import stroke_latencies
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(f"{dashboard_url}/sandbox")
     page.get_by_role("heading", name="Sandbox").first.wait_for(timeout=60_000)
     _wait_idle(page)
     assert page.get_by_text(re.compile(r"\(\d+%\)")).count() == 0  # nothing drawn, nothing predicted
-    canvas = page.locator("canvas").last  # fabric.js listens on its upper canvas
-    canvas.wait_for(timeout=60_000)
-    box = canvas.bounding_box()
-    # a filled T-shirt-ish shape: several horizontal strokes with a thick brush
-    for y in range(60, 240, 20):
-        half = 90 if y < 110 else 55
-        page.mouse.move(box["x"] + 140 - half, box["y"] + y)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 140 + half, box["y"] + y, steps=8)
-        page.mouse.up()
-    page.get_by_text(re.compile(r": .+ \(\d+%\)")).first.wait_for(timeout=60_000)  # "model: Class (NN%)"
-    _wait_idle(page)
-    page.screenshot(
-        path=str(Path(os.environ.get("LENET_SCREENSHOTS", tmp_path)) / "sandbox-drawn.png"), full_page=True
-    )
+    latencies = stroke_latencies(page, strokes=10)
+    answers = page.get_by_text(re.compile(r": .+ \(\d+%\)"))  # "model: Class (NN%)", one per model
+    assert answers.count() >= 1 and page.get_by_text("What the models see (28x28)").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.get_by_text("What the models see (28x28)").count() == 1
+    page.screenshot(path=str(_shots(tmp_path) / "sandbox-drawn.png"), full_page=True)
+    median = sorted(latencies)[len(latencies) // 2]
+    (_shots(tmp_path) / "sandbox-strokes.txt").write_text(" ".join(f"{t:.3f}" for t in latencies))
+    print(f"mouse-up to answers, median of {len(latencies)} strokes: {median:.3f} s")
 
 
 def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path):
@@ -269,6 +264,15 @@ def _font_px(locator) -> list[float]:
     return locator.evaluate_all("els => els.map(e => parseFloat(getComputedStyle(e).fontSize))")
 
 
+def _small_text(page, selector: str, minimum: float) -> list[str]:
+    """The texts under `selector` drawn smaller than `minimum` px."""
+    return page.locator(selector).evaluate_all(
+        "els => els.filter(e => e.textContent.trim())"
+        f".filter(e => parseFloat(getComputedStyle(e).fontSize) < {minimum})"
+        ".map(e => getComputedStyle(e).fontSize + ' ' + e.textContent.slice(0, 60))"
+    )
+
+
 def _experiment_of_three(workspace, data_dir):
     from test_experiments import train_queued
 
@@ -294,17 +298,17 @@ def test_presentation_mode_is_readable_from_the_back_row(browser, tmp_path, size
         page.wait_for_timeout(500)
         page.screenshot(path=str(_shots(tmp_path) / f"present-live-{size[0]}x{size[1]}.png"))
         # the key chart, train vs validation accuracy, whole and above the fold
-        assert "Accuracy" in chart.locator(".gtitle").inner_text()
+        assert "Accuracy" in chart.locator(".gtitle").text_content()
         box = chart.bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= size[1], box
         # body text >= 20 px, chart text (ticks, legends, titles) >= 16 px
-        body = _font_px(page.locator('[data-testid="stMainBlockContainer"] p'))
-        assert body and min(body) >= 20, body
+        assert _font_px(page.locator('[data-testid="stMainBlockContainer"] p'))
+        assert _small_text(page, '[data-testid="stMainBlockContainer"] p', 20) == []
         for part in (".xtick text", ".ytick text", ".legendtext", ".gtitle", ".g-xtitle text"):
             sizes = _font_px(page.locator(f".js-plotly-plot {part}"))
             assert sizes and min(sizes) >= 16, (part, sizes)
         # short legend labels, no developer chrome
-        assert all(len(t) <= 24 for t in chart.locator(".legendtext").all_inner_texts())
+        assert all(len(t) <= 24 for t in chart.locator(".legendtext").all_text_contents())
         assert page.locator('[data-testid="stToolbar"]').filter(visible=True).count() == 0
         # the mode follows the room through the navigation
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Results").click()
@@ -312,7 +316,7 @@ def test_presentation_mode_is_readable_from_the_back_row(browser, tmp_path, size
         page.get_by_role("heading", name="Results").first.wait_for()
         _wait_idle(page)
         page.screenshot(path=str(_shots(tmp_path) / f"present-results-{size[0]}x{size[1]}.png"))
-        assert min(_font_px(page.locator('[data-testid="stMainBlockContainer"] p'))) >= 20
+        assert _small_text(page, '[data-testid="stMainBlockContainer"] p', 20) == []
 
 
 def test_a_link_with_query_parameters_restores_its_view(browser, tmp_path):

@@ -49,7 +49,9 @@ def seeded(trained, idx_dir, monkeypatch, worker_requests):
 
 
 def chart_titles(app) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
+    """Each chart's title, with its subtitle after a colon as it was written."""
+    titles = [json.loads(chart.proto.spec)["layout"]["title"] for chart in app.get("plotly_chart")]
+    return [t["text"] + (f": {t['subtitle']['text']}" if t.get("subtitle") else "") for t in titles]
 
 
 def stored_runs():
