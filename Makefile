@@ -13,7 +13,7 @@ $(READY): requirements.txt requirements-dev.txt
 	touch $(READY)
 
 run: $(READY)  ## open the dashboard
-	$(PY) -m streamlit run dashboard.py
+	$(PY) serve.py
 
 test: $(READY)  ## lint, then the whole test suite
 	$(PY) -m ruff check .

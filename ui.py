@@ -19,19 +19,17 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from lenet import analysis, artifacts, charts, data
-from lenet.predict import INFERENCE_THREADS
+from lenet import charts
+from lenet.catalog import CheckpointError
+from lenet.config import TrainConfig
 from lenet.store import RunStateError
-from lenet.train import TrainConfig
-from lenet.worker import ensure_workers
 from lenet.workspace import Workspace, home_from_env
 
-# The dashboard process only runs inference (training happens in worker processes).
-torch.set_num_threads(INFERENCE_THREADS)
+# Heavy imports (torch, the network, the data) wait until a page needs a model or the images: the
+# first page, its sidebar and the live charts draw without them.
 
 TITLE = "LeNet-5 regularization lab"
 
@@ -320,6 +318,22 @@ def _once(launch_key: str, start):
     return result
 
 
+def ensure_workers(ws: Workspace) -> None:
+    """Start the worker pool for what was just queued (it imports torch only now)."""
+    from lenet.worker import ensure_workers as start
+
+    start(ws)
+
+
+def _inference_threads() -> None:
+    """The dashboard process only runs inference (training happens in worker processes)."""
+    import torch
+
+    from lenet.predict import INFERENCE_THREADS
+
+    torch.set_num_threads(INFERENCE_THREADS)
+
+
 def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
     """Queue runs and make sure the worker pool will train them (a double click queues them once)."""
 
@@ -357,6 +371,9 @@ def in_training_order(runs: pd.DataFrame) -> pd.DataFrame:
 @st.cache_resource(max_entries=32)
 def _load_checkpoint(path: str, mtime_ns: int):
     # Keyed by mtime too, so a replaced file is reloaded. Shared across sessions: never mutate.
+    from lenet import artifacts
+
+    _inference_threads()
     return artifacts.load_checkpoint(path)
 
 
@@ -364,16 +381,16 @@ def load_checkpoint(path: str):
     try:
         mtime_ns = os.stat(path).st_mtime_ns
     except OSError:
-        raise artifacts.CheckpointError(f"{path}: no such file (deleted outside the dashboard?)") from None
+        raise CheckpointError(f"{path}: no such file (deleted outside the dashboard?)") from None
     return _load_checkpoint(str(path), mtime_ns)
 
 
 @st.cache_resource
-def _test_images(home: str) -> data.TestImages:
+def _test_images(home: str):
     return _workspace(home).load_test()
 
 
-def test_images() -> data.TestImages:
+def test_images():
     """The FashionMNIST test images (raw and normalized) for galleries; loaded once per server."""
     return _test_images(str(workspace().home))
 
@@ -421,6 +438,9 @@ def load_uploaded_checkpoint(name: str, payload: bytes):
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _load_uploaded(name: str, payload: bytes):
     # Shared across sessions (the same file uploaded by a whole class is loaded once): never mutate.
+    from lenet import artifacts
+
+    _inference_threads()
     return artifacts.load_checkpoint_bytes(payload, name)
 
 
@@ -445,6 +465,8 @@ def mistakes(path: str, limit: int = 24):
 @st.cache_data(max_entries=16, show_spinner="Finding what this model gets wrong...")
 def _mistakes(path: str, mtime_ns: int, limit: int):
     model, _ = _load_checkpoint(path, mtime_ns)
+    from lenet import analysis
+
     return analysis.mistakes(model, test_images().split, limit=limit)
 
 

@@ -15,7 +15,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from .viewers import free_port, serve
@@ -29,40 +28,51 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
 ]
 
-# true once the image the models see has changed and the script run that showed it has finished
-_ANSWERED = """old => {
-    const box = [...document.querySelectorAll('[data-testid="stImage"]')]
-        .find(e => e.textContent.includes('What the models see'));
-    const src = box && box.querySelector('img') && box.querySelector('img').src;
-    const app = document.querySelector('[data-testid="stApp"]');
-    return Boolean(src) && src !== old && app.dataset.testScriptState === 'notRunning';
-}"""
-_SHOWN = """() => {
-    const box = [...document.querySelectorAll('[data-testid="stImage"]')]
-        .find(e => e.textContent.includes('What the models see'));
-    return box && box.querySelector('img') ? box.querySelector('img').src : null;
+# Timed by the page's own clock: the mouse-up event, then a check on every animation frame for the
+# new 28x28 image shown and the run that drew it (every answer) finished.
+_WATCH = """() => {
+    const shown = () => {
+        const box = [...document.querySelectorAll('[data-testid="stImage"]')]
+            .find(e => e.textContent.includes('What the models see'));
+        const img = box && box.querySelector('img');
+        return img ? img.src : null;
+    };
+    window.__stroke = {released: null, answered: null};
+    document.addEventListener('mouseup', () => {
+        const before = shown();
+        window.__stroke = {released: performance.now(), answered: null};
+        const check = () => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (shown() && shown() !== before && app.dataset.testScriptState === 'notRunning') {
+                window.__stroke.answered = performance.now();
+            } else {
+                requestAnimationFrame(check);
+            }
+        };
+        requestAnimationFrame(check);
+    }, true);
 }"""
 
 
 def stroke_latencies(page, strokes: int = 10, timeout_ms: int = 30_000) -> list[float]:
-    """Paint `strokes` horizontal strokes of a T-shirt on the open sandbox's canvas; seconds from
-    each mouse-up to its answers."""
+    """Paint `strokes` horizontal strokes of a T-shirt on the open sandbox's canvas; for each, the
+    seconds from mouse-up to its answers, by the browser's clock."""
     canvas = page.locator("canvas").last  # fabric.js listens on its upper canvas
     canvas.wait_for(timeout=timeout_ms)
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
+    page.evaluate(_WATCH)
     latencies = []
     for i in range(strokes):
         y = 50 + i * 20
         half = 95 if y < 110 else 55  # sleeves, then the body
-        shown = page.evaluate(_SHOWN)
         page.mouse.move(box["x"] + 140 - half, box["y"] + y)
         page.mouse.down()
         page.mouse.move(box["x"] + 140 + half, box["y"] + y, steps=8)
         page.mouse.up()
-        released = time.perf_counter()
-        page.wait_for_function(_ANSWERED, arg=shown, polling="raf", timeout=timeout_ms)
-        latencies.append(time.perf_counter() - released)
+        page.wait_for_function("() => window.__stroke.answered !== null", timeout=timeout_ms)
+        stroke = page.evaluate("window.__stroke")
+        latencies.append((stroke["answered"] - stroke["released"]) / 1000)
     return latencies
 
 

@@ -58,7 +58,7 @@ def cpu_seconds(pid: int) -> float:
 
 def serve(home: Path, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true"]
+        [sys.executable, "serve.py", "--server.headless", "true"]  # as `make run` starts it
         + ["--server.port", str(port), "--server.address", "0.0.0.0"],
         cwd=REPO_ROOT,
         env={**os.environ, "LENET_HOME": str(home)},

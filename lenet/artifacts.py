@@ -10,44 +10,24 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .catalog import (  # noqa: F401 (re-exported: the checkpoint API)
+    MAX_CHECKPOINT_BYTES,
+    CheckpointError,
+    CheckpointInfo,
+    atomic_write_bytes,
+    list_checkpoints,
+    metadata_path,
+    read_metadata,
+)
 from .models import create_model, infer_architecture
-
-MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # LeNet-5 is ~250 KB; anything far larger is not ours
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable LeNet-5 checkpoint; the message says why."""
-
-
-def metadata_path(weights_path: str | Path) -> Path:
-    return Path(weights_path).with_suffix(".json")
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide checkpoints from the other users of a class machine
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Path:
@@ -59,20 +39,6 @@ def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Pa
     atomic_write_bytes(path, buffer.getvalue())
     atomic_write_bytes(metadata_path(path), json.dumps(metadata, indent=2).encode())
     return path
-
-
-def read_metadata(path: str | Path) -> dict | None:
-    """The JSON beside a checkpoint, or None when there is none (e.g. a notebook .pth)."""
-    meta = metadata_path(path)
-    if not meta.is_file():
-        return None
-    try:
-        value = json.loads(meta.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{meta}: metadata is not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{meta}: metadata must be a JSON object")
-    return value
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -165,36 +131,3 @@ def _build(state: dict[str, torch.Tensor], metadata: dict | None, source: str) -
     check_compatible(state, model, source)
     model.load_state_dict(state)
     return model.eval(), metadata
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    path: Path
-    name: str
-    variant: str
-    source: str  # pretrained | run
-    test_accuracy: float | None
-    metadata: dict
-
-
-def list_checkpoints(folder: Path, source: str = "run") -> list[CheckpointInfo]:
-    """Complete checkpoints (weights + JSON) under `folder`; `source` says where they come from."""
-    found = []
-    for weights in sorted(Path(folder).rglob("*.pth")):
-        try:
-            metadata = read_metadata(weights)
-        except CheckpointError:
-            continue
-        if metadata is None:  # not finished writing, or not ours
-            continue
-        found.append(
-            CheckpointInfo(
-                path=weights,
-                name=metadata.get("name") or weights.stem,
-                variant=metadata.get("variant", "?"),
-                source=source,
-                test_accuracy=metadata.get("test_accuracy"),
-                metadata=metadata,
-            )
-        )
-    return found

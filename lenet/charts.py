@@ -11,7 +11,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from . import CLASSES
-from .models import get_variant
+from .variants import get_variant
 
 UNKNOWN_COLOR = "#888888"  # a checkpoint whose variant this version does not know
 # Runs of one variant are told apart by these; never "dot", which means "train" on every chart.
@@ -476,24 +476,35 @@ def variant_title(variant: str) -> str:
         return variant
 
 
-def probability_bars(probabilities: dict[str, float], variant: str) -> go.Figure:
-    """Horizontal bars of the ten class probabilities; the top class in the variant's colour. No title:
-    the page names the model above it, where a long name wraps instead of being cut."""
-    top = max(probabilities, key=probabilities.get)
-    names = list(probabilities)[::-1]  # first class at the top
+def probability_grid(probabilities: dict[str, dict[str, float]]) -> go.Figure:
+    """Every model's ten class probabilities in one grid (model -> class -> probability): a row per
+    model, darker where it is surer, each row's answer in bold. One chart however many models, so
+    that they compare at a glance and a stroke redraws one figure, not one per model."""
+    models = list(probabilities)[::-1]  # the first model on top
+    classes = list(next(iter(probabilities.values()))) if probabilities else []
+    z = [[probabilities[m][c] for c in classes] for m in models]
+    text = [
+        [f"<b>{p:.0%}</b>" if p == max(row) else f"{p:.0%}" if p >= 0.005 else "" for p in row] for row in z
+    ]
     fig = go.Figure(
-        go.Bar(
-            x=[probabilities[n] for n in names],
-            y=names,
-            orientation="h",
-            marker_color=[variant_color(variant) if n == top else "#c8c8c8" for n in names],
-            text=[f"{probabilities[n]:.0%}" for n in names],
-            textposition="outside",
-            cliponaxis=False,
+        go.Heatmap(
+            z=z,
+            x=classes,
+            y=models,
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            text=text,
+            texttemplate="%{text}",
+            showscale=False,
+            xgap=2,
+            ygap=2,
+            hovertemplate="%{y}<br>%{x}: %{z:.1%}<extra></extra>",
         )
     )
-    fig.update_xaxes(range=[0, 1.15], tickformat=".0%", showgrid=False)
-    fig.update_layout(height=300, margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(side="top", tickangle=0)
+    fig.update_yaxes(automargin=True)
+    fig.update_layout(height=90 + 44 * len(models), margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig
 
 

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import findings
-from .models import get_variant
+from .config import ConfigError, TrainConfig
 from .presets import PRESETS
 from .store import Store
-from .train import ConfigError, TrainConfig
-from .worker import wait_for_runs
+from .variants import get_variant
 from .workspace import Workspace
 
 # What a sweep can vary, and how a typed value is read.
@@ -109,6 +108,8 @@ def run_to_completion(
 ) -> list[dict]:
     """Let the worker pool train the experiment's runs; return them when all have ended."""
     ids = sorted(workspace.store.list_runs(experiment_id=experiment_id)["id"].tolist())
+    from .worker import wait_for_runs  # it starts training processes: only when asked to
+
     return wait_for_runs(workspace, ids, on_progress=on_progress)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import get_variant, list_models
-from .train import TrainConfig
+from .config import TrainConfig
+from .variants import get_variant, list_models
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import metadata_path
-from .train import EpochMetrics, StepMetrics, TrainConfig
+from .catalog import metadata_path
+from .config import EpochMetrics, StepMetrics, TrainConfig
 
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")
 ACTIVE = ("queued", "running")

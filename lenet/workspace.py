@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from . import artifacts, data
+from . import catalog
 from .store import Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,14 +61,18 @@ class Workspace:
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")[:60]
         return self.runs_dir / f"{run_id:04d}-{slug or 'run'}.pth"
 
-    def list_checkpoints(self) -> list[artifacts.CheckpointInfo]:
+    def list_checkpoints(self) -> list[catalog.CheckpointInfo]:
         """Every complete checkpoint: the shipped ones first, then the runs'."""
-        return artifacts.list_checkpoints(self.pretrained_dir, "pretrained") + artifacts.list_checkpoints(
+        return catalog.list_checkpoints(self.pretrained_dir, "pretrained") + catalog.list_checkpoints(
             self.runs_dir, "run"
         )
 
-    def load_raw(self, data_dir: str | Path | None = None) -> data.RawDataset:
+    def load_raw(self, data_dir: str | Path | None = None):
+        from . import data  # torch: only when data is needed
+
         return data.load_raw(data_dir, download_root=self.data_dir)
 
-    def load_test(self, data_dir: str | Path | None = None) -> data.TestImages:
+    def load_test(self, data_dir: str | Path | None = None):
+        from . import data
+
         return data.load_test(data_dir, download_root=self.data_dir)

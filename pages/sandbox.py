@@ -148,9 +148,8 @@ def input_and_answers() -> None:
             st.warning("The models disagree: " + ", ".join(f"**{c}** ({n})" for c, n in votes.most_common()))
         for p in predictions:
             st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
-    for column, p in zip(st.columns(min(len(predictions), 5)) * 4, predictions, strict=False):
-        column.markdown(f"**{p.model}**")  # wraps, where a chart title would be cut
-        ui.chart(charts.probability_bars(p.probabilities, models[p.model][0]), f"probs_{p.model}", column)
+    st.markdown("**How sure each model is of each class**")
+    ui.chart(charts.probability_grid({p.model: p.probabilities for p in predictions}), "probabilities")
 
     if st.toggle("Look inside a model: why this answer, and its feature maps", key="inside"):
         label = st.selectbox("Model", list(models), key="inside_model")

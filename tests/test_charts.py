@@ -69,9 +69,13 @@ def test_every_variant_has_its_own_colour_on_the_charts(variant):
 
 def test_sandbox_figures():
     probabilities = dict(zip(CLASSES, np.linspace(0, 1, 10) / np.linspace(0, 1, 10).sum(), strict=True))
-    bars = charts.probability_bars(probabilities, "dropout")
-    colors = list(bars.marker.color) if hasattr(bars, "marker") else list(bars.data[0].marker.color)
-    assert colors.count(charts.variant_color("dropout")) == 1
+    other = dict(zip(CLASSES, [0.9, *[0.1 / 9] * 9], strict=True))
+    [grid] = charts.probability_grid({"first model": probabilities, "second model": other}).data
+    assert list(grid.y) == ["second model", "first model"] and list(grid.x) == list(CLASSES)
+    assert grid.z[1][9] == pytest.approx(probabilities["Ankle boot"])
+    # each row's answer in bold, and only it
+    assert [[t.startswith("<b>") for t in row].index(True) for row in grid.text] == [0, 9]
+    assert [sum(t.startswith("<b>") for t in row) for row in grid.text] == [1, 1]
     maps = {"conv1": np.zeros((6, 28, 28)), "conv2": np.zeros((16, 10, 10))}
     grid = charts.feature_map_grid(maps)
     assert len(grid.data) == 22

@@ -2,15 +2,14 @@ import pytest
 import torch
 
 from lenet.models import (
-    LeNet5,
     UnknownVariantError,
     create_model,
     get_variant,
     infer_architecture,
     layer_names,
     list_models,
-    register,
 )
+from lenet.variants import register
 
 
 def test_registry_holds_the_notebooks_five_variants_then_two_more_regularizers():
@@ -67,12 +66,12 @@ def test_the_registry_holds_the_notebooks_numbers_and_the_goals():
 
 @pytest.mark.parametrize("name", list_models())
 def test_layer_names_line_up_across_variants(name):
-    variant = get_variant(name)
-    assert list(variant.layers.values()) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    layers = layer_names(create_model(name))
+    assert list(layers.values()) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     modules = dict(create_model(name).named_modules())
-    kinds = [type(modules[path]).__name__ for path in variant.layers]
+    kinds = [type(modules[path]).__name__ for path in layers]
     assert kinds == ["Conv2d", "Conv2d", "Linear", "Linear", "Linear"]
-    assert [tuple(modules[p].weight.shape) for p in variant.layers] == [
+    assert [tuple(modules[p].weight.shape) for p in layers] == [
         (6, 1, 5, 5),
         (16, 6, 5, 5),
         (120, 400),
@@ -101,7 +100,28 @@ def test_unknown_variant_lists_the_valid_names():
 
 def test_register_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
-        register("baseline", title="x", summary="y", color="#000000")(LeNet5)
+        register("baseline", title="x", summary="y", color="#000000")
+
+
+def test_the_registry_and_the_configs_load_without_torch():
+    """The dashboard's first page draws before torch is imported: nothing on its path needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import lenet.variants, lenet.config, lenet.store, lenet.workspace, lenet.presets, "
+        "lenet.experiments, lenet.charts, lenet.catalog; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_every_variants_facts_match_the_network_it_builds():
+    for name in list_models():
+        modules = list(create_model(name).modules())
+        variant = get_variant(name)
+        assert variant.has_dropout == any(isinstance(m, torch.nn.Dropout) for m in modules)
+        assert variant.batch_norm == any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
 
 
 @pytest.mark.parametrize("name", list_models())
