@@ -111,7 +111,8 @@ def chart(figure, key: str, where=None) -> None:
 
 
 # -- views that follow the store ---------------------------------------------------------------
-TRAINING_REFRESH_S = 1.0  # while runs train: progress, stop and cancel show within a second
+TRAINING_REFRESH_S = 1.0  # while runs train, the teacher's views: stop and cancel show within a second
+VIEWER_REFRESH_S = 2.0  # the room's: half the cost of a class of viewers to the training they watch
 SIDEBAR_REFRESH_S = 2.0  # the sidebar's summary, on every page beside the page's own view
 IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
 
@@ -147,7 +148,7 @@ class SharedViews:
         self.values: dict[tuple, _Shared] = {}
         self.building: set[tuple] = set()
 
-    def get(self, key: tuple, build, max_age_s: float):
+    def get(self, key: tuple, build, max_age_s: float, revision=None):
         with self.lock:
             entry = self.values.get(key)
             if entry is not None and (
@@ -156,10 +157,10 @@ class SharedViews:
                 return entry.value
             self.building.add(key)
         try:
-            revision = workspace().store.revision()
-            value = entry.value if entry is not None and entry.revision == revision else build()
+            current = (revision or workspace().store.revision)()
+            value = entry.value if entry is not None and entry.revision == current else build()
             with self.lock:
-                self.values[key] = _Shared(time.monotonic(), revision, value)
+                self.values[key] = _Shared(time.monotonic(), current, value)
             return value
         finally:
             with self.lock:
@@ -176,10 +177,10 @@ def _shared_views() -> SharedViews:
     return SharedViews()
 
 
-def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S):
-    """`build()`, shared by every session and rebuilt at most once per `max_age_s` (see SharedViews).
-    The value is shared: never mutate it."""
-    return _shared_views().get((str(workspace().home), *key), build, max_age_s)
+def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S, revision=None):
+    """`build()`, shared by every session and rebuilt at most once per `max_age_s` (see SharedViews),
+    when `revision()` (by default the whole store's) has changed. The value is shared: never mutate it."""
+    return _shared_views().get((str(workspace().home), *key), build, max_age_s, revision)
 
 
 class RunsNow(NamedTuple):
@@ -201,11 +202,12 @@ def runs_now() -> RunsNow:
 
 def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:
     """Draw `view()` and redraw it as the store changes, without reloads: every `every_s` while runs
-    train, every 3 s otherwise. When training starts or ends the whole page reruns once, so that
-    every part of it (and its pace) follows."""
+    train (every 2 s at least for viewers), every 3 s otherwise. When training starts or ends the
+    whole page reruns once, so that every part of it (and its pace) follows."""
     training = not runs_now().active.empty
+    pace = every_s if is_teacher() else max(every_s, VIEWER_REFRESH_S)
 
-    @st.fragment(run_every=every_s if training else max(every_s, IDLE_REFRESH_S))
+    @st.fragment(run_every=pace if training else max(pace, IDLE_REFRESH_S))
     def followed() -> None:
         if (not runs_now().active.empty) != training:
             st.rerun()

@@ -16,26 +16,46 @@ RECENT = 5  # finished runs kept on the charts beside the active ones, when show
 experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True)
 
 
-def live_charts():
-    """The runs on screen and their four charts (built by `ui.shared_view` for all viewers)."""
-    db = ui.workspace().store
-    runs = db.list_runs(experiment_id=experiment_id)
-    is_active = runs["status"].isin(ACTIVE)
-    active = ui.in_training_order(runs[is_active])
-    # an experiment is shown whole; "every run" keeps the recent ones
-    shown = pd.concat([active, runs[~is_active].head(RECENT if experiment_id is None else None)])
-    steps = db.step_metrics(shown["id"].tolist())
-    epochs = db.epoch_metrics(shown["id"].tolist())
+def on_screen():
+    """(every run of the experiment, the active ones as rows in training order, the runs charted),
+    shared by every viewer (`ui.shared_view`)."""
+
+    def build():
+        runs = ui.runs_now().runs
+        if experiment_id is not None:
+            runs = runs[runs["experiment_id"] == experiment_id]
+        is_active = runs["status"].isin(ACTIVE)
+        active = ui.in_training_order(runs[is_active])
+        # an experiment is shown whole; "every run" keeps the recent ones
+        shown = pd.concat([active, runs[~is_active].head(RECENT if experiment_id is None else None)])
+        return runs, active.to_dict("records"), shown
+
+    return ui.shared_view(("live runs", experiment_id), build, max_age_s=0.5)
+
+
+def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
+    """The per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the per-step
+    ones (at most once a second), for every viewer."""
     labels = charts.short_labels(shown) if presenting else None
-    figures = [
-        charts.epoch_curves(epochs, shown, "accuracy", labels),
-        charts.epoch_curves(epochs, shown, "loss", labels),
-        charts.step_curves(steps, shown, "loss", labels),
-        charts.step_curves(steps, shown, "accuracy", labels),
-    ]
-    if presenting:
-        figures = [charts.for_projector(figure) for figure in figures]
-    return runs, active.to_dict("records"), [ui.SharedFigure(figure) for figure in figures]
+
+    def build():
+        ids = shown["id"].tolist()
+        if kind == "epochs":
+            epochs = ui.workspace().store.epoch_metrics(ids)
+            figures = [charts.epoch_curves(epochs, shown, metric, labels) for metric in ("accuracy", "loss")]
+        else:
+            steps = ui.workspace().store.step_metrics(ids)
+            figures = [charts.step_curves(steps, shown, metric, labels) for metric in ("loss", "accuracy")]
+        return [ui.SharedFigure(charts.for_projector(f) if presenting else f) for f in figures]
+
+    def epochs_changed() -> tuple:
+        return tuple(shown[["id", "status", "epochs_completed"]].itertuples(index=False, name=None))
+
+    return ui.shared_view(
+        ("live charts", kind, experiment_id, presenting),
+        build,
+        revision=epochs_changed if kind == "epochs" else None,
+    )
 
 
 def progress_bars(runs, active: list[dict]) -> None:
@@ -70,22 +90,24 @@ def progress_bars(runs, active: list[dict]) -> None:
 
 
 def live_view() -> None:
-    runs, active, figures = ui.shared_view(("live", experiment_id, presenting), live_charts)
+    runs, active, shown = on_screen()
+    epoch_figures = live_charts(shown, "epochs")
     if presenting:  # the chart that shows overfitting first, above the fold; the details below
         left, right = st.columns(2)
-        left.plotly_chart(figures[0], key="live_0")
-        right.plotly_chart(figures[1], key="live_1")
+        left.plotly_chart(epoch_figures[0], key="live_0")
+        right.plotly_chart(epoch_figures[1], key="live_1")
         progress_bars(runs, active)
     else:
         progress_bars(runs, active)
         left, right = st.columns(2)
-        left.plotly_chart(figures[0], key="live_0")
-        right.plotly_chart(figures[1], key="live_1")
+        left.plotly_chart(epoch_figures[0], key="live_0")
+        right.plotly_chart(epoch_figures[1], key="live_1")
     if runs.empty:
         return
+    step_figures = live_charts(shown, "steps")
     left, right = st.columns(2)
-    left.plotly_chart(figures[2], key="live_2")
-    right.plotly_chart(figures[3], key="live_3")
+    left.plotly_chart(step_figures[0], key="live_2")
+    right.plotly_chart(step_figures[1], key="live_3")
 
 
 ui.follow_store(live_view)
