@@ -1,4 +1,6 @@
-"""Streamlit helpers shared by the pages in pages/: page setup, cached loaders, small formatters.
+"""Streamlit helpers shared by the pages in pages/: page setup and presentation mode, who may change
+stored state (the teacher) and who only watches, views that follow the store and are shared by
+every viewer, cached loaders, small formatters.
 
 Decisions live in `lenet`; this module only adapts them to Streamlit (caching, sidebar, toasts).
 Every page starts with `setup_page()`, so a page is right however it is reached: through the

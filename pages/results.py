@@ -66,7 +66,11 @@ if experiment_id is not None:
     if ui.is_teacher():
         manage_experiment(experiment)
     st.divider()
-st.subheader("Every run")
+if ui.presenting() and experiment_id is not None:
+    runs = runs[runs["experiment_id"] == experiment_id]  # the current experiment only
+    st.subheader("Its runs")
+else:
+    st.subheader("Every run")
 
 # -- the table --------------------------------------------------------------------------------
 left, right = st.columns(2)

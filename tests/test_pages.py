@@ -442,3 +442,14 @@ def test_the_passcode_makes_a_viewer_the_teacher_and_wrong_ones_lock_out(
     app.get("form_submit_button")[0].click().run()
     app.button(key="launch_demo").click().run()
     assert len(stored_runs()) == len(PRESETS["quick_demo"].configs())
+
+
+def test_stop_on_live_shows_at_once_in_the_view_that_was_clicked(seeded):
+    store, _, queued = seeded
+    store.claim_next(os.getpid())
+    app = open_page("pages/live.py")
+    app.button(key=f"live_stop_{queued}").click().run()
+    assert store.get_run(queued)["stop_requested"] == 1
+    shown = " ".join(bar.proto.text for bar in app.get("progress"))
+    assert "stopping after this batch" in shown
+    assert not [b for b in app.button if b.key == f"live_stop_{queued}"]  # no second Stop to press
