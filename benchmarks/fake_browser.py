@@ -10,6 +10,7 @@ teacher's machine, and one of them can send a request a browser's UI would never
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -54,16 +55,19 @@ class FakeBrowser:
         self.page_hash = ""
         self.cached: set[str] = set()
         self.timers: dict[str, float] = {}  # fragment id -> seconds between its auto-reruns
-        self.ws = connect(
-            base_url.replace("http", "ws", 1) + "/_stcore/stream",
-            subprotocols=["streamlit"],
-            origin=base_url,
-            max_size=None,
-            open_timeout=timeout,
+        self._connection = ExitStack()
+        self.ws = self._connection.enter_context(
+            connect(
+                base_url.replace("http", "ws", 1) + "/_stcore/stream",
+                subprotocols=["streamlit"],
+                origin=base_url,
+                max_size=None,
+                open_timeout=timeout,
+            )
         )
 
     def close(self) -> None:
-        self.ws.close()
+        self._connection.close()
 
     def open(self) -> Run:
         """The first full run of the page, as when the tab opens."""

@@ -323,24 +323,29 @@ def test_a_link_with_query_parameters_restores_its_view(browser, tmp_path):
     with serve_dashboard(tmp_path, _experiment_of_three) as url:
         store = Workspace(tmp_path / "home").store
         runs = store.list_runs().sort_values("id")
-        first, last = (f"#{r.id} {r.name}" for r in (runs.iloc[0], runs.iloc[-1]))
+        first, middle, last = (f"#{r['id']} {r['name']}" for _, r in runs.iterrows())
         page = browser.new_page(viewport={"width": 1366, "height": 768})
-        query = urllib.parse.urlencode({"experiment": 1, "runs": [first, last], "run": last}, doseq=True)
+        # two of the three runs compared (by default all three), the oldest in detail (by default the newest)
+        query = urllib.parse.urlencode({"experiment": 1, "runs": [first, last], "run": first}, doseq=True)
         open_and_check(page, f"{url}/results?{query}", "Results")
+        from playwright.sync_api import expect  # waits for the page to get there
+
         chosen = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs to compare")
-        assert chosen.get_by_text(first).count() == 1 and chosen.get_by_text(last).count() == 1
-        assert chosen.locator('[data-baseweb="tag"]').count() == 2
-        detail = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run")
-        assert detail.last.get_by_text(last).count() == 1
+        for label, count in ((first, 1), (middle, 0), (last, 1)):
+            expect(chosen.get_by_text(label)).to_have_count(count)
+        page.screenshot(path=str(_shots(tmp_path) / "results-from-link.png"), full_page=True)
+        detail = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").last
+        expect(detail.locator("input")).to_have_value(first)
         page.screenshot(path=str(_shots(tmp_path) / "results-from-link.png"), full_page=True)
 
-        model = "test model"  # the one saved model of serve_dashboard, besides the shipped ones
+        model = "test model (run)"  # the one saved model of serve_dashboard, besides the shipped ones
         query = urllib.parse.urlencode({"models": model, "source": "Sample from the test set"})
         open_and_check(page, f"{url}/sandbox?{query}", "Sandbox")
         models = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Models to compare")
-        assert models.locator('[data-baseweb="tag"]').all_inner_texts() == [model]
+        expect(models.get_by_text(model)).to_have_count(1)
+        expect(models.get_by_text("(pretrained)")).to_have_count(0)  # by default the shipped ones
         page.get_by_text(re.compile(r"test image #\d+")).first.wait_for()
-        assert page.get_by_text(re.compile(rf"{model}: .+ \(\d+%\)")).count() == 1
+        expect(page.get_by_text(re.compile(re.escape(model) + r": .+ \(\d+%\)"))).to_have_count(1)
 
 
 def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, tmp_path):
