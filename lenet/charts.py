@@ -67,6 +67,8 @@ def for_projector(fig: go.Figure) -> go.Figure:
         hoverlabel_font_size=18,
     )
     fig.update_annotations(font_size=18)  # subplot titles and notes
+    if fig.layout.legend.orientation == "h":  # a legend under the plot: room for larger text
+        fig.update_layout(height=max(fig.layout.height or 0, 560), legend_y=-0.28)
     return fig
 
 
@@ -205,8 +207,13 @@ def _star(fig: go.Figure, epoch, value, color: str, name: str) -> None:
     )
 
 
-def _band(fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "solid") -> None:
-    """A mean line with a shaded mean ± std band (the band is one closed polygon, hidden in legend)."""
+def _band(
+    fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "solid", group: str | None = None
+) -> None:
+    """A mean line with a shaded mean ± std band (the band is one closed polygon, hidden in legend);
+    lines of one `group` share one legend entry, the first one's."""
+    group = group or name
+    in_legend = not any(trace.legendgroup == group and trace.showlegend is not False for trace in fig.data)
     x, mean, std = list(x), np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(std, dtype=float))
     fig.add_trace(
         go.Scatter(
@@ -219,7 +226,7 @@ def _band(fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "soli
             line={"width": 0},
             hoverinfo="skip",
             showlegend=False,
-            legendgroup=name,
+            legendgroup=group,
         )
     )
     fig.add_trace(
@@ -227,9 +234,11 @@ def _band(fig: go.Figure, x, mean, std, color: str, name: str, dash: str = "soli
             x=x,
             y=mean,
             mode="lines+markers",
-            name=name,
+            name=group if in_legend else name,
             line={"color": color, "dash": dash},
-            legendgroup=name,
+            legendgroup=group,
+            showlegend=in_legend,
+            hovertemplate=f"{name}: %{{y}}<extra></extra>",
         )
     )
 
@@ -249,11 +258,11 @@ def mean_curves(
         per_epoch = rows.groupby("epoch")[metrics].agg(["mean", "std"])
         seeds = rows["run_id"].nunique()
         color = variant_color(key) if by == "variant" else shade
-        name = key if by == "variant" else f"{by} {key:g}"
+        name = variant_title(key) if by == "variant" else f"{_SHORT.get(by, by)} {key:g}"
         for split, dash in (("val", "solid"), ("train", "dot")):
             column = per_epoch[f"{split}_{metric}"]
             label = f"{name} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
-            _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash)
+            _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash, group=name)
         best = per_epoch[("val_loss", "mean")].idxmin()
         _star(
             fig,
@@ -265,7 +274,7 @@ def mean_curves(
     _epoch_ticks(fig, epochs["epoch"].max() if len(epochs) else None)
     return _layout(
         fig,
-        f"{metric.capitalize()} over seeds: validation (solid), train (dotted)",
+        f"{metric.capitalize()} over seeds: validation solid · train dotted · ± std · ★ best",
         metric,
         percent=metric == "accuracy",
     )

@@ -44,7 +44,8 @@ def manage_experiment(experiment: dict) -> None:
 experiment_id = ui.choose_experiment(store)
 if experiment_id is not None:
     experiment = store.get_experiment(experiment_id)
-    st.caption(experiment["description"])
+    if not ui.presenting():  # on the projector the teacher says it; the chart comes first
+        st.caption(experiment["description"])
     rows, sentences = experiments.summary(store, experiment_id)
     if not rows:
         st.info("No run of this experiment has finished yet: follow it on the Live page.")

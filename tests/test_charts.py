@@ -123,8 +123,12 @@ def test_mean_curves_average_the_seeds_of_each_variant():
     )
     runs = pd.DataFrame([{"id": 1, "variant": "dropout"}, {"id": 2, "variant": "dropout"}])
     fig = charts.mean_curves(epochs, runs, "accuracy")
-    validation = next(t for t in fig.data if t.name == "dropout validation (mean of 2)")
+    lines = [t for t in fig.data if t.legendgroup == "Dropout" and t.mode == "lines+markers"]
+    validation, train = sorted(lines, key=lambda t: t.line.dash != "solid")
     assert list(validation.y) == pytest.approx([0.55, 0.55, 0.55])
+    assert "Dropout validation (mean of 2)" in validation.hovertemplate and train.line.dash == "dot"
+    # one legend entry per variant, its title: both of its lines hide and show together
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["Dropout"]
     star = next(t for t in fig.data if t.mode == "markers")
     assert star.x[0] == 2  # lowest mean validation loss
 

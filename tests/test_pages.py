@@ -296,7 +296,7 @@ def test_results_show_a_sweep_its_chart_and_findings(isolated_home, idx_dir, wor
     assert summary["weight_decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
     titles = chart_titles(app)
     assert "What weight_decay does (mean ± std over 2 seed(s))" in titles
-    assert "Accuracy over seeds: validation (solid), train (dotted)" in titles
+    assert "Accuracy over seeds: validation solid · train dotted · ± std · ★ best" in titles
 
 
 def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_requests, monkeypatch):
@@ -334,7 +334,7 @@ def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
     assert all("±" in cell for cell in summary["gap (points)"])
     titles = chart_titles(app)
     assert "Generalization gap (train − validation), mean of 2 seed(s), bars ± 1 std" in titles
-    assert "Loss over seeds: validation (solid), train (dotted)" in titles
+    assert "Loss over seeds: validation solid · train dotted · ± std · ★ best" in titles
 
 
 def test_the_form_sets_the_dropout_rate_and_the_patience_of_the_variants_that_have_them(
