@@ -74,7 +74,8 @@ def progress_bars(runs, active: list[dict]) -> None:
         if run["status"] != "running":
             bar.progress(0.0, text=f"**{run['name']}** · queued")
             continue
-        epoch_text = f"epoch {int(run['epochs_completed']) + 1}/{run['epochs']}"
+        # the epoch in progress; after the last one, the final evaluation still runs
+        epoch_text = f"epoch {min(int(run['epochs_completed']) + 1, run['epochs'])}/{run['epochs']}"
         bar.progress(
             float(run["progress"]),
             text=f"**{run['name']}** · {epoch_text} · {ui.percent(run['progress'])} · {ui.run_state(run)}",
