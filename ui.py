@@ -27,7 +27,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from lenet import charts
 from lenet.catalog import CheckpointError
 from lenet.config import TrainConfig
-from lenet.store import RunStateError
+from lenet.store import ACTIVE, RunStateError, in_training_order
 from lenet.workspace import Workspace, home_from_env
 
 # Heavy imports (torch, the network, the data) wait until a page needs a model or the images: the
@@ -96,13 +96,13 @@ def presenting() -> bool:
     return st.query_params.get("present") in ("1", "true")
 
 
-def table(frame: pd.DataFrame, where=None, **dataframe_args) -> None:
+def table(frame: pd.DataFrame, where=None) -> None:
     """A table; for the projector a plain one whose text follows the large root font (the
     interactive grid draws on a canvas at a fixed size)."""
     if presenting():
         (where or st).table(frame.style.hide(axis="index"))
     else:
-        (where or st).dataframe(frame, hide_index=True, **dataframe_args)
+        (where or st).dataframe(frame, hide_index=True)
 
 
 def chart(figure, key: str, where=None) -> None:
@@ -187,8 +187,7 @@ def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S, revisi
 
 class RunsNow(NamedTuple):
     runs: pd.DataFrame  # every run, newest first
-    active: pd.DataFrame  # running, then queued, in training order
-    active_rows: list[dict]  # the same as plain rows: what each viewer draws, without pandas
+    active: list[dict]  # running, then queued, in training order: plain rows each viewer draws
 
 
 def runs_now() -> RunsNow:
@@ -196,8 +195,7 @@ def runs_now() -> RunsNow:
 
     def build() -> RunsNow:
         runs = workspace().store.list_runs()
-        active = in_training_order(runs[runs["status"].isin(("queued", "running"))])
-        return RunsNow(runs, active, active.to_dict("records"))
+        return RunsNow(runs, in_training_order(runs[runs["status"].isin(ACTIVE)]).to_dict("records"))
 
     return shared_view(("runs",), build, max_age_s=0.5)
 
@@ -206,12 +204,12 @@ def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:
     """Draw `view()` and redraw it as the store changes, without reloads: every `every_s` while runs
     train (every 2 s at least for viewers), every 3 s otherwise. When training starts or ends the
     whole page reruns once, so that every part of it (and its pace) follows."""
-    training = not runs_now().active.empty
+    training = bool(runs_now().active)
     pace = every_s if is_teacher() else max(every_s, VIEWER_REFRESH_S)
 
     @st.fragment(run_every=pace if training else max(pace, IDLE_REFRESH_S))
     def followed() -> None:
-        if (not runs_now().active.empty) != training:
+        if bool(runs_now().active) != training:
             st.rerun()
         view()
 
@@ -365,13 +363,6 @@ def launch_experiment(launcher, *args, **kwargs) -> int:
     return _once(repr((launcher.__name__, args, kwargs)), start)
 
 
-def in_training_order(runs: pd.DataFrame) -> pd.DataFrame:
-    """Running runs first, then the queue oldest first: the order the worker pool takes them in."""
-    return runs.sort_values(
-        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
-    )
-
-
 @st.cache_resource(max_entries=32)
 def _load_checkpoint(path: str, mtime_ns: int):
     # Keyed by mtime too, so a replaced file is reloaded. Shared across sessions: never mutate.
@@ -416,7 +407,7 @@ def duration(seconds) -> str:
 
 def sidebar_status() -> None:
     """What is training right now, on every page."""
-    active = runs_now().active_rows
+    active = runs_now().active
     if not active:
         st.caption("Nothing is training.")
         return

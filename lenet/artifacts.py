@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from .catalog import (  # noqa: F401 (re-exported: the checkpoint API)
-    MAX_CHECKPOINT_BYTES,
     CheckpointError,
     CheckpointInfo,
     atomic_write_bytes,
@@ -41,19 +40,25 @@ def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Pa
     return path
 
 
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # LeNet-5 is ~250 KB; anything far larger is not ours
+
+
+def _refuse_oversized(size: int, source: str) -> None:
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{source}: {size / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
+        )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(
-            f"{path}: {size / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
-        )
+    _refuse_oversized(path.stat().st_size, str(path))  # before reading it
     return _parse_state_dict(path.read_bytes(), str(path))
 
 
-def _parse_state_dict(payload: bytes, source: str) -> dict[str, torch.Tensor]:
-    path = source  # named in every message
+def _parse_state_dict(payload: bytes, path: str) -> dict[str, torch.Tensor]:
+    """The state_dict in a checkpoint's bytes; `path` (or an upload's name) is named in every error."""
     # torch.save writes a zip archive ("PK"); very old torch wrote a bare pickle (protocol byte 0x80).
     if payload[:2] != b"PK" and payload[:1] != b"\x80":
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
@@ -114,10 +119,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
 def load_checkpoint_bytes(payload: bytes, name: str) -> tuple[nn.Module, dict]:
     """Load an uploaded checkpoint from memory, as safely as from a file; nothing is written to disk."""
-    if len(payload) > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(
-            f"{name}: {len(payload) / 1e6:.1f} MB is far larger than a LeNet-5 checkpoint (~0.25 MB)"
-        )
+    _refuse_oversized(len(payload), name)
     return _build(_parse_state_dict(payload, name), None, name)
 
 

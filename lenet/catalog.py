@@ -9,8 +9,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # LeNet-5 is ~250 KB; anything far larger is not ours
-
 
 class CheckpointError(ValueError):
     """A file is not a usable LeNet-5 checkpoint; the message says why."""

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import CLASSES, artifacts, data
+from .experiments import SWEEPABLE
 from .models import UnknownVariantError, create_model, list_models
 from .predict import ImageError
 from .reproduce import ReproduceError
@@ -486,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="vary one hyperparameter of a variant over values, as one experiment")
     p.add_argument("--variant", required=True, help=f"one of: {', '.join(list_models())}")
-    p.add_argument("--param", required=True, choices=["weight_decay", "dropout", "train_limit", "epochs"])
+    p.add_argument("--param", required=True, choices=list(SWEEPABLE))
     p.add_argument("--values", required=True, help="comma-separated, e.g. 0,0.0003,0.001,0.003,0.01")
     p.add_argument("--seeds", type=int, default=1, help="repeat every value over seeds 0..K-1 (default 1)")
     p.add_argument("--epochs", type=int, help="epochs of every run (unless swept)")

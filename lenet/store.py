@@ -102,6 +102,13 @@ _EFFECTIVE_STATUS = (
 )
 
 
+def in_training_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """Running runs first, then the queue oldest first: the order `claim_next` takes them in."""
+    return runs.sort_values(
+        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
+    )
+
+
 class RunStateError(ValueError):
     """The run is not in a state that allows this (e.g. deleting a running run)."""
 

@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from lenet import charts
-from lenet.store import ACTIVE
+from lenet.store import ACTIVE, in_training_order
 
 ui.setup_page()
 st.title("Live")
@@ -25,7 +25,7 @@ def on_screen():
         if experiment_id is not None:
             runs = runs[runs["experiment_id"] == experiment_id]
         is_active = runs["status"].isin(ACTIVE)
-        active = ui.in_training_order(runs[is_active])
+        active = in_training_order(runs[is_active])
         # an experiment is shown whole; "every run" keeps the recent ones
         shown = pd.concat([active, runs[~is_active].head(RECENT if experiment_id is None else None)])
         return runs, active.to_dict("records"), shown
@@ -36,9 +36,9 @@ def on_screen():
 def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
     """The per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the per-step
     ones (at most once a second), for every viewer."""
-    labels = charts.short_labels(shown) if presenting else None
 
     def build():
+        labels = charts.short_labels(shown) if presenting else None
         ids = shown["id"].tolist()
         if kind == "epochs":
             epochs = ui.workspace().store.epoch_metrics(ids)

@@ -48,7 +48,7 @@ with own_column.expander("Your own .pth", icon=":material/upload_file:"):
         try:
             model, metadata = ui.load_uploaded_checkpoint(upload.name, upload.getvalue())
         except artifacts.CheckpointError as e:
-            st.error(f"{upload.name}: {e}".replace(str(ui.workspace().home), "…"))
+            st.error(str(e))  # it names the file
         else:
             inferred = " (variant inferred from its layers)" if metadata.get("inferred") else ""
             st.success(f"{upload.name}: loaded as {metadata['variant']}{inferred}")
@@ -74,6 +74,8 @@ def read_input():
     """The chosen source's image -> (28x28 uint8 image, model input), or (None, None)."""
     try:
         if source == "Draw":
+            # also keeps the canvas's floating toolbar clear of the source choice above it
+            st.caption("Paint a filled garment, white on black; shoes face left.")
             st.session_state.setdefault("canvas_generation", 0)
             result = st_canvas(
                 stroke_width=brush,
@@ -145,7 +147,10 @@ def input_and_answers() -> None:
     with right:
         votes = Counter(p.top1 for p in predictions)
         if len(votes) > 1:
-            st.warning("The models disagree: " + ", ".join(f"**{c}** ({n})" for c, n in votes.most_common()))
+            st.warning(
+                "The models disagree: "
+                + ", ".join(f"**{c}** ({n} model{'s' * (n > 1)})" for c, n in votes.most_common())
+            )
         for p in predictions:
             st.markdown(f"{p.model}: **{p.top1}** ({p.confidence:.0%})")
     st.markdown("**How sure each model is of each class**")

@@ -201,7 +201,7 @@ st.subheader("Queue")
 
 def queue() -> None:
     store = ui.workspace().store
-    runs = ui.runs_now().active_rows
+    runs = ui.runs_now().active
     if not runs:
         st.caption("Nothing queued or training.")
     for run in runs:

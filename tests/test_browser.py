@@ -198,21 +198,10 @@ def test_each_stroke_on_the_canvas_gets_every_models_answer(browser, dashboard_u
 
 
 def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path):
-    from test_experiments import train_queued
-
-    from lenet import experiments
+    from test_experiments import finished_weight_decay_sweep
 
     def finished_sweep(workspace, data_dir):
-        experiment_id = experiments.launch_sweep(
-            workspace.store,
-            "l2",
-            "weight_decay",
-            [0.0, 0.01, 0.3],
-            seeds=2,
-            overrides={"epochs": 2},
-            data_dir=str(data_dir),
-        )
-        train_queued(workspace, experiment_id)
+        finished_weight_decay_sweep(workspace, data_dir, [0.0, 0.01, 0.3])
 
     with serve_dashboard(tmp_path, finished_sweep) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 768})

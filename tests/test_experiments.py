@@ -24,6 +24,21 @@ def train_queued(workspace, experiment_id):
         execute_run(workspace, run_id)
 
 
+def finished_weight_decay_sweep(workspace, data_dir, values) -> int:
+    """An L2 weight-decay sweep over `values`, 2 seeds of 2 epochs each, trained here; its id."""
+    experiment_id = experiments.launch_sweep(
+        workspace.store,
+        "l2",
+        "weight_decay",
+        values,
+        seeds=2,
+        overrides={"epochs": 2},
+        data_dir=str(data_dir),
+    )
+    train_queued(workspace, experiment_id)
+    return experiment_id
+
+
 def test_a_preset_with_repeats_is_one_experiment_of_queued_runs(workspace):
     experiment_id = experiments.launch_preset(workspace.store, "quick_demo", seeds=3)
     runs = workspace.store.list_runs(experiment_id=experiment_id)
@@ -101,16 +116,7 @@ def test_an_experiment_with_a_run_training_is_not_deleted(workspace):
 
 
 def test_a_finished_sweep_reads_back_with_histories_and_findings(workspace, idx_dir):
-    experiment_id = experiments.launch_sweep(
-        workspace.store,
-        "l2",
-        "weight_decay",
-        [0.0, 0.5],
-        seeds=2,
-        overrides={"epochs": 2},
-        data_dir=str(idx_dir),
-    )
-    train_queued(workspace, experiment_id)
+    experiment_id = finished_weight_decay_sweep(workspace, idx_dir, [0.0, 0.5])
     runs = experiments.runs_with_history(workspace.store, experiment_id)
     assert [(r["param"], r["value"], r["seed"]) for r in runs] == [
         ("weight_decay", 0.0, 0),

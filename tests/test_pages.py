@@ -243,21 +243,9 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
 
 
 def _finished_sweep(workspace, idx_dir):
-    from test_experiments import train_queued
+    from test_experiments import finished_weight_decay_sweep
 
-    from lenet import experiments
-
-    experiment_id = experiments.launch_sweep(
-        workspace.store,
-        "l2",
-        "weight_decay",
-        [0.0, 0.3],
-        seeds=2,
-        overrides={"epochs": 2},
-        data_dir=str(idx_dir),
-    )
-    train_queued(workspace, experiment_id)
-    return experiment_id
+    return finished_weight_decay_sweep(workspace, idx_dir, [0.0, 0.3])
 
 
 def test_the_sweep_form_queues_one_experiment_or_says_why_not(isolated_home, worker_requests):
