@@ -1,11 +1,11 @@
-"""Training-throughput benchmark: our in-memory pipeline vs the original notebook's, and every
-variant in both memory layouts.
+"""Training-throughput benchmark: our in-memory pipeline vs the original notebook's, every variant's
+images/s and GFLOP/s against this machine's own sgemm rate, and the quick demo's wall time.
 
 The notebook fed LeNet-5 through torchvision's FashionMNIST dataset with ToTensor + Normalize
 per sample and a DataLoader; we decode once and slice batches from normalized tensors. Both train
 the same model at the same batch size in the same process, alternating rounds, so the ratio is
-fair on a noisy shared machine. Each variant is also timed with NHWC (channels_last) weights and
-without, in the same rounds: the registry's `channels_last` choice should be the faster one.
+fair on a noisy shared machine. GFLOP/s count the network's own arithmetic (the plain layers'
+convolutions and matrix products, forward and backward), not what a faster formulation adds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 
 from . import data
 from .artifacts import list_checkpoints
-from .models import create_model, get_variant, list_models
+from .models import create_model, list_models
 from .presets import PRESETS
 from .train import TrainConfig, resolve_device, train
 from .worker import PoolSettings, available_cores, wait_for_runs
@@ -41,7 +41,6 @@ def ours_images_per_s(
     batch_size: int,
     device: str,
     variant: str = "baseline",
-    channels_last: bool | None = None,
 ) -> float:
     """Time our real training loop (`lenet.train.train`) over `steps` batches of one variant."""
     n = steps * batch_size
@@ -54,8 +53,32 @@ def ours_images_per_s(
     )
     config = TrainConfig.for_variant(variant, epochs=1, batch_size=batch_size, device=device)
     started = time.perf_counter()
-    result = train(config, subset, channels_last=channels_last)
+    result = train(config, subset)
     return n / (result.history[0].seconds if result.history else time.perf_counter() - started)
+
+
+def training_flops_per_image(variant: str = "baseline") -> float:
+    """Floating-point operations of one training step per image: forward and backward of the
+    plain layers (`feature` then `classifier`), as torch's FLOP counter counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(variant).train()
+    images, labels = torch.zeros(16, 1, 28, 28), torch.zeros(16, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model.classifier(model.feature(images)), labels).backward()
+    return counter.get_total_flops() / len(images)
+
+
+def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate at the current thread count (best of `repeats`)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
 
 
 def notebook_loader(raw_dir: Path, batch_size: int) -> torch.utils.data.DataLoader:
@@ -158,35 +181,29 @@ def run_bench(
     steps = min(steps, len(splits.train) // batch_size)
     variants = list_models()
     ours, notebook = [], []
-    layouts = {(v, nhwc): [] for v in variants for nhwc in (True, False)}
+    per_variant_rounds = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="lenet-bench-") as tmp:
         loader = notebook_loader(write_torchvision_layout(raw, Path(tmp)), batch_size)
         # Warm-up: first calls pay for allocator growth and oneDNN kernel selection.
-        for variant, nhwc in layouts:
-            ours_images_per_s(splits, 10, batch_size, device_name, variant, nhwc)
+        for variant in variants:
+            ours_images_per_s(splits, 10, batch_size, device_name, variant)
         notebook_images_per_s(loader, 20, device_name)
         for r in range(1, rounds + 1):
             ours.append(ours_images_per_s(splits, steps, batch_size, device_name))
             notebook.append(notebook_images_per_s(loader, steps, device_name))
-            for variant, nhwc in layouts:
-                layouts[(variant, nhwc)].append(
-                    ours_images_per_s(splits, steps, batch_size, device_name, variant, nhwc)
+            for variant in variants:
+                per_variant_rounds[variant].append(
+                    ours_images_per_s(splits, steps, batch_size, device_name, variant)
                 )
             progress(f"round {r}/{rounds}: ours {ours[-1]:,.0f} img/s, notebook {notebook[-1]:,.0f} img/s")
     ours_median, notebook_median = statistics.median(ours), statistics.median(notebook)
+    sgemm = sgemm_gflops()
     per_variant = []
     for variant in variants:
-        chosen = get_variant(variant).channels_last
-        chosen_speed = statistics.median(layouts[(variant, chosen)])
-        other_speed = statistics.median(layouts[(variant, not chosen)])
+        speed = statistics.median(per_variant_rounds[variant])
+        gflops = speed * training_flops_per_image(variant) / 1e9
         per_variant.append(
-            {
-                "variant": variant,
-                "channels_last": chosen,
-                "images_per_s": chosen_speed,
-                "other_layout_images_per_s": other_speed,
-                "speedup_over_other_layout": chosen_speed / other_speed,
-            }
+            {"variant": variant, "images_per_s": speed, "gflops": gflops, "share_of_sgemm": gflops / sgemm}
         )
     shipped = [c.path for c in list_checkpoints(pretrained_dir)]
     return {
@@ -196,6 +213,7 @@ def run_bench(
         "ours_rounds": ours,
         "notebook_rounds": notebook,
         "variants": per_variant,
+        "sgemm_gflops": sgemm,
         "steps": steps,
         "rounds": rounds,
         "batch_size": batch_size,

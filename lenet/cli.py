@@ -393,13 +393,11 @@ def cmd_bench(args, workspace: Workspace) -> int:
     print(f"  ours (in-memory tensors)             {result['ours_images_per_s']:>9,.0f} images/s")
     print(f"  notebook (torchvision + DataLoader)  {result['notebook_images_per_s']:>9,.0f} images/s")
     print(f"  ratio                                {result['ratio']:>9.2f}x")
-    print("per variant, in its chosen memory layout (and the other one):")
+    print(f"per variant, against this machine's sgemm rate ({result['sgemm_gflops']:,.0f} GFLOP/s):")
     for row in result["variants"]:
-        layout = "channels_last" if row["channels_last"] else "contiguous"
         print(
-            f"  {row['variant']:<13} {layout:<14} {row['images_per_s']:>9,.0f} images/s  "
-            f"(other layout {row['other_layout_images_per_s']:,.0f}, "
-            f"{row['speedup_over_other_layout']:.2f}x)"
+            f"  {row['variant']:<15} {row['images_per_s']:>9,.0f} images/s  {row['gflops']:>6.1f} GFLOP/s"
+            f"  ({100 * row['share_of_sgemm']:.0f}% of sgemm)"
         )
     if result["predict_ms"] is not None:
         print(

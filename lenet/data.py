@@ -147,6 +147,15 @@ class RawDataset:
             digest.update(t.numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    @cached_property
+    def normalized_train_images(self) -> torch.Tensor:
+        """float32 (N, 1, 28, 28): normalized once per process, shared by every run a worker trains."""
+        return normalize(self.train_images)
+
+    @cached_property
+    def normalized_test_images(self) -> torch.Tensor:
+        return normalize(self.test_images)
+
 
 @lru_cache(maxsize=8)
 def _read_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,7 +173,11 @@ def load_raw(
     data_dir: str | Path | None = None, download: bool | None = None, download_root: Path | None = None
 ) -> RawDataset:
     """Decode FashionMNIST from the first source that has it (cached per process)."""
-    directory = locate(data_dir, download, download_root).resolve()
+    return _raw_dataset(locate(data_dir, download, download_root).resolve())
+
+
+@lru_cache(maxsize=4)
+def _raw_dataset(directory: Path) -> RawDataset:
     train_images, train_labels = _read_split(directory, "train")
     test_images, test_labels = _read_split(directory, "test")
     return RawDataset(directory, train_images, train_labels, test_images, test_labels)
@@ -238,11 +251,11 @@ def make_splits(
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_limit is not None:
         train_idx = train_idx[:train_limit]
-    images = normalize(raw.train_images)
+    images = raw.normalized_train_images
     return Splits(
         train=Split(images[train_idx], raw.train_labels[train_idx]),
         val=Split(images[val_idx], raw.train_labels[val_idx]),
-        test=Split(normalize(raw.test_images), raw.test_labels),
+        test=Split(raw.normalized_test_images, raw.test_labels),
         fingerprint=raw.fingerprint,
         source=str(raw.source),
     )

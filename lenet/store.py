@@ -505,6 +505,15 @@ class Store:
                 ).fetchone()
             )
 
+    def work_left(self) -> int:
+        """Runs queued or training (with a live heartbeat): how many share the machine's cores."""
+        with self._connect() as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'queued'"
+                " OR (status = 'running' AND heartbeat_at >= ?)",
+                (time.time() - heartbeat_timeout_s(),),
+            ).fetchone()[0]
+
     def newest_run(self) -> dict | None:
         """The run queued or started last, without reading all the others."""
         with self._connect() as db:

@@ -23,8 +23,6 @@ class Variant:
     notebook: tuple[float, float] | None = None
     # Test accuracy this variant should reach on full data, or None when it is meant to fall short.
     test_goal: float | None = 0.88
-    # oneDNN's NHWC convolutions: measured per variant by `python -m lenet bench`.
-    channels_last: bool = True
 
     @property
     def has_dropout(self) -> bool:
@@ -109,7 +107,6 @@ register(
     color="#54a24b",
     notebook=(0.945, 0.902),
     test_goal=0.90,
-    channels_last=False,  # BatchNorm2d on NHWC took longer than the convolutions saved (bench)
     batch_norm=True,
 )
 

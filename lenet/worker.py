@@ -7,7 +7,8 @@ Each `python -m lenet worker` process trains one run at a time through the run s
 
 Why several single-threaded runs rather than one run on every core: LeNet-5's small convolutions
 scale poorly across threads, so two runs at one thread each train more images per second in total
-than one run on two threads (measured on 2 cores: see README, "Throughput"). Workers run at a
+than one run on two threads (measured on 2 cores: see README, "Throughput"). A run left alone at
+the end of a queue takes every core of the pool instead, from its next epoch on. Workers run at a
 lower CPU priority, so the dashboard and the browser drawing it stay responsive while they train.
 """
 
@@ -60,6 +61,12 @@ class PoolSettings:
             raise ValueError(f"${ENV_PARALLEL} and ${ENV_THREADS} must be at least 1")
         return cls(parallel, threads)
 
+    def threads_for(self, work_left: int) -> int:
+        """Threads for one run while `work_left` runs are queued or training: its share of the
+        pool's cores (all of them for a run alone, which would otherwise leave cores idle)."""
+        cores = self.parallel_runs * self.threads_per_run
+        return max(self.threads_per_run, cores // max(1, min(work_left, self.parallel_runs)))
+
 
 def run_worker(
     workspace: Workspace,
@@ -89,8 +96,13 @@ def run_worker(
                     time.sleep(poll_s)
                     continue
                 log(f"worker {pid}: training run {run_id}")
+
+                def share_cores(_epoch) -> None:  # checked once an epoch: one cheap query
+                    torch.set_num_threads(pool.threads_for(store.work_left()))
+
                 try:
-                    result = execute_run(workspace, run_id, heartbeat=heartbeat)
+                    share_cores(None)
+                    result = execute_run(workspace, run_id, heartbeat=heartbeat, on_epoch=share_cores)
                     log(f"worker {pid}: run {run_id} {result.status}")
                 except Exception as e:  # recorded as failed; carry on with the queue
                     log(f"worker {pid}: run {run_id} failed: {e}")

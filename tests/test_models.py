@@ -129,3 +129,26 @@ def test_architecture_is_inferred_from_state_dict_keys(name):
     keys = set(create_model(name).state_dict())
     expected = {"dropout": "dropout", "batch_norm": "batch_norm"}.get(name, "baseline")
     assert infer_architecture(keys) == expected
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_is_the_plain_layers_function_with_the_same_gradients(name, training):
+    """LeNet5.forward computes conv1 on 2x2 blocks; it must stay the notebook's function: the
+    same outputs, gradients and batch-norm statistics as `classifier(feature(x))`, to float tolerance."""
+    torch.manual_seed(0)
+    fast, plain = create_model(name).train(training), create_model(name).train(training)
+    plain.load_state_dict(fast.state_dict())
+    images = torch.randn(32, 1, 28, 28, requires_grad=True)
+    labels = torch.arange(32) % 10
+    torch.manual_seed(1)  # the same dropout mask for both
+    fast_loss = torch.nn.functional.cross_entropy(fast(images), labels)
+    torch.manual_seed(1)
+    plain_loss = torch.nn.functional.cross_entropy(plain.classifier(plain.feature(images)), labels)
+    torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-6, atol=1e-6)
+    fast_grads = torch.autograd.grad(fast_loss, [images, *fast.parameters()])
+    plain_grads = torch.autograd.grad(plain_loss, [images, *plain.parameters()])
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-6)
+    for key, value in plain.state_dict().items():  # running statistics, batches tracked
+        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-6)

@@ -380,3 +380,28 @@ def test_pool_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("LENET_PARALLEL_RUNS", "0")
     with pytest.raises(ValueError, match="at least 1"):
         PoolSettings.from_env()
+
+
+def test_work_left_counts_queued_and_live_running_runs(store, monkeypatch):
+    ids = [store.enqueue(TrainConfig(**TINY)) for _ in range(3)]
+    assert store.work_left() == 3
+    store.claim_next(worker_pid=1, max_running=2)
+    store.cancel(ids[2])
+    assert store.work_left() == 2  # one training, one queued
+    monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "-1")  # every heartbeat is stale: the worker is dead
+    assert store.work_left() == 1
+
+
+@pytest.mark.parametrize(
+    "pool, work_left, threads",
+    [
+        (PoolSettings(2, 1), 5, 1),  # a queue: one core per run
+        (PoolSettings(2, 1), 2, 1),
+        (PoolSettings(2, 1), 1, 2),  # the last run alone takes both cores
+        (PoolSettings(8, 2), 3, 5),  # 16 cores shared by 3 runs
+        (PoolSettings(8, 2), 20, 2),
+        (PoolSettings(1, 4), 1, 4),
+    ],
+)
+def test_a_run_left_alone_takes_the_pools_idle_cores(pool, work_left, threads):
+    assert pool.threads_for(work_left) == threads

@@ -1,0 +1,169 @@
+"""What watching costs the lesson: the quick demo headless, and watched by the teacher's two screens.
+
+The one-click demo (`python -m lenet preset quick_demo`) is timed from launch to its last run
+finished, alternately:
+- headless: no dashboard, no browser;
+- watched: a dashboard server with two real Chromium tabs on the machine itself, the laptop's
+  (1366x768, Live) and the projector's (1920x1080, Live in presentation mode), both drawing every
+  refresh as a teacher's browser does.
+
+For the watched runs, the CPU that Chromium (every process of it: browser, renderers, GPU
+process) and the dashboard server used, per second of watching. Chromium here draws in software,
+as on a laptop without GPU rasterization.
+
+    python -m benchmarks.watching [--rounds 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lenet.workspace import REPO_ROOT
+
+from .sandbox import CHROMIUM, CHROMIUM_ARGS
+from .viewers import cpu_seconds, free_port, serve
+
+SCREENS = (  # (viewport, page): the teacher's laptop and the projector
+    ({"width": 1366, "height": 768}, "live"),
+    ({"width": 1920, "height": 1080}, "live?present=1"),
+)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Chromium's renderers, GPU and utility processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def chromium_cpu_seconds() -> float:
+    """CPU seconds used so far by every Chromium process this process started (through Playwright):
+    the browser, its renderers, GPU and utility processes. Read it while they run: an exited
+    process no longer counts."""
+    total = 0.0
+    for pid in process_tree(os.getpid()):
+        try:
+            if "chromium" in os.readlink(f"/proc/{pid}/exe"):
+                total += cpu_seconds(pid)
+        except (OSError, IndexError):
+            pass  # exited between the listing and the read
+    return total
+
+
+def run_demo(home: Path) -> float:
+    """Seconds from launching the quick demo to its last run finished (the CLI waits for them)."""
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "lenet", "preset", "quick_demo", "--json"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "LENET_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.monotonic() - started
+
+
+def stop_workers(home: Path) -> None:
+    """The pool's workers wait a minute for more work; end them so the next round starts alike."""
+    from lenet.workspace import Workspace
+
+    for pid in Workspace(home).store.live_workers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+    time.sleep(1)
+
+
+def headless(log) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp:
+        seconds = run_demo(Path(tmp))
+        stop_workers(Path(tmp))
+    log(f"  headless: {seconds:.1f} s")
+    return {"seconds": seconds}
+
+
+def watched(log) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp, sync_playwright() as p:
+        home, port = Path(tmp), free_port()
+        server = serve(home, port)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for viewport, page in SCREENS:
+                tab = browser.new_context(viewport=viewport).new_page()
+                tab.goto(f"http://127.0.0.1:{port}/{page}")
+                tab.get_by_text("Nothing has been trained yet").wait_for(timeout=60_000)
+            browser0, server0 = chromium_cpu_seconds(), cpu_seconds(server.pid)
+            seconds = run_demo(home)
+            browser_cpu = chromium_cpu_seconds() - browser0
+            server_cpu = cpu_seconds(server.pid) - server0
+            stop_workers(home)
+        finally:
+            browser.close()
+            server.terminate()
+            server.wait(timeout=30)
+    result = {
+        "seconds": seconds,
+        "browser_cpu_per_s": browser_cpu / seconds,  # in cores: 1.0 is one core the whole time
+        "server_cpu_per_s": server_cpu / seconds,
+    }
+    log(
+        f"  watched by 2 tabs: {seconds:.1f} s; Chromium {result['browser_cpu_per_s']:.2f} cores, "
+        f"server {result['server_cpu_per_s']:.2f} cores"
+    )
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.watching", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=1, help="headless + watched pairs (default 1)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    rounds = []
+    for r in range(1, args.rounds + 1):
+        log(f"round {r}/{args.rounds}: the quick demo (7 runs)")
+        rounds.append({"headless": headless(log), "watched": watched(log)})
+    summary = {
+        "headless_s": statistics.median(r["headless"]["seconds"] for r in rounds),
+        "watched_s": statistics.median(r["watched"]["seconds"] for r in rounds),
+        "browser_cpu_per_s": statistics.median(r["watched"]["browser_cpu_per_s"] for r in rounds),
+        "server_cpu_per_s": statistics.median(r["watched"]["server_cpu_per_s"] for r in rounds),
+        "rounds": rounds,
+    }
+    summary["watched_over_headless"] = summary["watched_s"] / summary["headless_s"]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"quick demo: headless {summary['headless_s']:.1f} s, watched by 2 Chromium tabs "
+        f"{summary['watched_s']:.1f} s ({summary['watched_over_headless']:.2f}x)\n"
+        f"per second of watching: Chromium {summary['browser_cpu_per_s']:.2f} cores, "
+        f"the dashboard server {summary['server_cpu_per_s']:.2f} cores"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
