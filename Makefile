@@ -20,8 +20,9 @@ test: $(READY)  ## lint, then the whole test suite
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
-bench: $(READY)  ## training throughput: our pipeline vs the notebook's
-	$(PY) -m lenet bench
+bench: $(READY)  ## throughput (images/s, GFLOP/s vs sgemm), the quick demo headless and watched by 2 Chromium tabs
+	$(PY) -m lenet bench --pool
+	$(PY) -m benchmarks.watching
 
 bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the server and training (~6 min)
 	$(PY) -m benchmarks.viewers

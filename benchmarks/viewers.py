@@ -4,8 +4,10 @@ A real dashboard server (`streamlit run dashboard.py`, the repository's config) 
 home, with an experiment of 10 runs on the Live page: 8 finished (40 epochs each) and 2 training.
 Then phases of equal length with 0, 1 and N simulated viewers (`FakeBrowser`: the frontend's own
 websocket protocol and fragment timers, from the machine's network address like a student's
-laptop), and 0 again to see drift. For each phase: the server's CPU per Live refresh per viewer,
-and the images per second the two training runs achieve.
+laptop), one real Chromium tab that also renders every refresh (what a viewer costs when the
+browser runs on the same machine, as the teacher's own tabs do), and 0 again to see drift. For
+each phase: the server's CPU per Live refresh per viewer, the browsers' CPU, and the images per
+second the two training runs achieve.
 
     python -m benchmarks.viewers [--viewers 20] [--phase-s 30] [--json]
 """
@@ -135,25 +137,47 @@ class Viewers:
             browser.close()
 
 
-def measure(workspace, server_pid, url, query, viewers: int, seconds: float) -> dict:
-    crowd = Viewers(url, query, viewers) if viewers else None
-    time.sleep(2)  # past the first full page loads
+class RenderingViewer:
+    """A real Chromium tab on the Live page: it draws every refresh (plotly charts included)."""
+
+    def __init__(self, url: str, query: str):
+        from playwright.sync_api import sync_playwright
+
+        from .sandbox import CHROMIUM, CHROMIUM_ARGS
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.page = self.browser.new_page(viewport={"width": 1366, "height": 768})
+        self.page.goto(f"{url}/live?{query}")
+        self.refreshes = 0  # counted by the server's side only for the fake viewers
+
+    def close(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+
+def measure(workspace, server_pid, url, query, viewers: int, seconds: float, rendering: bool = False) -> dict:
+    from .watching import chromium_cpu_seconds
+
+    crowd = (RenderingViewer(url, query) if rendering else Viewers(url, query, viewers)) if viewers else None
+    time.sleep(5 if rendering else 2)  # past the first full page loads
     refreshes0 = crowd.refreshes if crowd else 0
     cpu0, images0, t0 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
-    clients0 = cpu_seconds(os.getpid())  # the simulated browsers: on a student's laptop in a real room
+    # the simulated browsers (on a student's laptop in a real room) and any real Chromium tab
+    clients0 = cpu_seconds(os.getpid()) + chromium_cpu_seconds()
     time.sleep(seconds)
     cpu1, images1, t1 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
-    clients1 = cpu_seconds(os.getpid())
+    clients1 = cpu_seconds(os.getpid()) + chromium_cpu_seconds()
     refreshes = (crowd.refreshes if crowd else 0) - refreshes0
     if crowd:
         crowd.close()
     server_cpu = cpu1 - cpu0
     return {
-        "viewers": viewers,
+        "viewers": f"{viewers} rendering" if rendering else viewers,
         "images_per_s": (images1 - images0) / (t1 - t0),
         "server_cpu_share": server_cpu / (t1 - t0),  # of one core
         "browsers_cpu_share": (clients1 - clients0) / (t1 - t0),
-        "refreshes_per_viewer_s": refreshes / viewers / (t1 - t0) if viewers else 0.0,
+        "refreshes_per_viewer_s": refreshes / viewers / (t1 - t0) if viewers and not rendering else None,
         "server_cpu_ms_per_refresh": 1000 * server_cpu / refreshes if refreshes else None,
     }
 
@@ -178,9 +202,9 @@ def main(argv=None) -> int:
             experiment_id = prepare(workspace, log)
             url, query = f"http://{address or '127.0.0.1'}:{port}", f"experiment={experiment_id}"
             phases = []
-            for viewers in (0, 1, args.viewers, 0):
-                log(f"  {viewers} viewers for {args.phase_s:.0f} s...")
-                phases.append(measure(workspace, server.pid, url, query, viewers, args.phase_s))
+            for viewers, rendering in ((0, False), (1, False), (args.viewers, False), (1, True), (0, False)):
+                log(f"  {viewers} {'Chromium tab' if rendering else 'viewers'} for {args.phase_s:.0f} s...")
+                phases.append(measure(workspace, server.pid, url, query, viewers, args.phase_s, rendering))
         finally:
             for run in workspace.store.list_runs(("queued", "running")).itertuples():
                 workspace.store.request_stop(run.id) if run.status == "running" else workspace.store.cancel(
@@ -195,21 +219,23 @@ def main(argv=None) -> int:
         print(json.dumps(phases, indent=2))
         return 0
     print(
-        f"\n{'viewers':>8} {'images/s':>10} {'training cost':>14} {'server CPU':>11} "
+        f"\n{'viewers':>12} {'images/s':>10} {'training cost':>14} {'server CPU':>11} "
         f"{'refreshes/s':>12} {'ms CPU/refresh':>15} {'browsers CPU':>13}"
     )
     for p in phases:
         per_refresh = (
             "–" if p["server_cpu_ms_per_refresh"] is None else f"{p['server_cpu_ms_per_refresh']:.1f}"
         )
+        rate = "–" if p["refreshes_per_viewer_s"] is None else f"{p['refreshes_per_viewer_s']:.2f}"
         print(
-            f"{p['viewers']:>8} {p['images_per_s']:>10.0f} {100 * p['training_cost']:>13.1f}% "
-            f"{100 * p['server_cpu_share']:>10.1f}% {p['refreshes_per_viewer_s']:>12.2f} {per_refresh:>15} "
+            f"{p['viewers']!s:>12} {p['images_per_s']:>10.0f} {100 * p['training_cost']:>13.1f}% "
+            f"{100 * p['server_cpu_share']:>10.1f}% {rate:>12} {per_refresh:>15} "
             f"{100 * p['browsers_cpu_share']:>12.1f}%"
         )
     print(
         "training cost: images/s lost against the mean of the two phases without viewers; "
-        "server CPU in % of one core; a refresh is one tick of a viewer's Live page timers"
+        "server CPU in % of one core; a refresh is one tick of a viewer's Live page timers; "
+        "browsers CPU: the simulated viewers' process and any real Chromium tab's processes"
     )
     return 0
 

@@ -5,7 +5,7 @@ import ui
 from lenet import charts
 from lenet.store import ACTIVE, in_training_order
 
-ui.setup_page()
+ui.setup_page(live=True)
 st.title("Live")
 presenting = ui.presenting()
 if not presenting:
@@ -35,7 +35,7 @@ def on_screen():
 
 def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
     """The per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the per-step
-    ones (at most once a second), for every viewer."""
+    ones (at most once per chart refresh), for every viewer."""
 
     def build():
         labels = charts.short_labels(shown) if presenting else None
@@ -54,6 +54,7 @@ def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
     return ui.shared_view(
         ("live charts", kind, experiment_id, presenting),
         build,
+        max_age_s=ui.TRAINING_REFRESH_S if kind == "epochs" else ui.CHART_REFRESH_S,
         revision=epochs_changed if kind == "epochs" else None,
     )
 
@@ -70,10 +71,9 @@ def progress_bars(runs, active: list[dict]) -> None:
         st.info("Nothing of this experiment is training now. Its results are on the Results page.")
     teacher = ui.is_teacher()
     for run in active:
-        bar, stop = st.columns([6, 1])
         if run["status"] != "running":
-            bar.progress(0.0, text=f"**{run['name']}** · queued")
             continue
+        bar, stop = st.columns([6, 1])
         # the epoch in progress; after the last one, the final evaluation still runs
         epoch_text = f"epoch {min(int(run['epochs_completed']) + 1, run['epochs'])}/{run['epochs']}"
         bar.progress(
@@ -88,27 +88,40 @@ def progress_bars(runs, active: list[dict]) -> None:
                 on_click=ui.teacher_action,
                 args=(ui.workspace().store.request_stop, int(run["id"])),
             )
+    # the queue on one line: an empty bar per waiting run was a dozen elements redrawn every second
+    queued = [f"**{run['name']}**" for run in active if run["status"] != "running"]
+    if queued:
+        st.caption(f"Queued, in training order: {', '.join(queued)}")
 
 
-def live_view() -> None:
-    runs, active, shown = on_screen()
-    epoch_figures = live_charts(shown, "epochs")
-    if presenting:  # the chart that shows overfitting first, above the fold; the details below
-        left, right = st.columns(2)
-        left.plotly_chart(epoch_figures[0], key="live_0")
-        right.plotly_chart(epoch_figures[1], key="live_1")
-        progress_bars(runs, active)
-    else:
-        progress_bars(runs, active)
-        left, right = st.columns(2)
-        left.plotly_chart(epoch_figures[0], key="live_0")
-        right.plotly_chart(epoch_figures[1], key="live_1")
+def status_view() -> None:
+    runs, active, _ = on_screen()
+    progress_bars(runs, active)
+
+
+def charts_view(kind: str) -> None:
+    """The two per-epoch or the two per-step charts, side by side."""
+    runs, _, shown = on_screen()
     if runs.empty:
         return
-    step_figures = live_charts(shown, "steps")
-    left, right = st.columns(2)
-    left.plotly_chart(step_figures[0], key="live_2")
-    right.plotly_chart(step_figures[1], key="live_3")
+    for column, figure, n in zip(st.columns(2), live_charts(shown, kind), (0, 1), strict=True):
+        column.plotly_chart(figure, key=f"live_{kind}_{n}")
 
 
-ui.follow_store(live_view)
+# The progress bars follow the store every second; the charts at a slower pace, because redrawing a
+# plotly chart is what a watching browser spends most of its CPU on (see README, "Watching").
+def epoch_charts() -> None:
+    charts_view("epochs")
+
+
+def step_charts() -> None:
+    charts_view("steps")
+
+
+if presenting:  # the chart that shows overfitting first, above the fold; the details below
+    ui.follow_store(epoch_charts, every_s=ui.CHART_REFRESH_S)
+    ui.follow_store(status_view)
+else:
+    ui.follow_store(status_view)
+    ui.follow_store(epoch_charts, every_s=ui.CHART_REFRESH_S)
+ui.follow_store(step_charts, every_s=ui.STEP_CHART_REFRESH_S)

@@ -238,8 +238,11 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     assert not app.exception
     shown = " ".join(block.proto.text for block in app.get("progress"))  # the bars' labels
     assert "baseline-seed0" in shown and "epoch 1/1" in shown
-    for run_id in ids[1:]:
-        assert f"{store.get_run(run_id)['name']}** · queued" in shown
+    assert len(app.main.get("progress")) == 1  # the waiting runs are one line, in training order
+    queue = [c.value for c in app.caption if c.value.startswith("Queued, in training order: ")]
+    assert queue == [
+        "Queued, in training order: " + ", ".join(f"**{store.get_run(i)['name']}**" for i in ids[1:])
+    ]
 
 
 def _finished_sweep(workspace, idx_dir):
