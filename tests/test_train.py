@@ -202,3 +202,19 @@ def test_augmentation_changes_training_batches_only(small_splits, monkeypatch):
     assert augmented.history[0].train_loss != plain.history[0].train_loss
     again = train(TrainConfig(epochs=1, augment=True), small_splits)
     assert again.history[0].train_loss == augmented.history[0].train_loss  # deterministic under a seed
+
+
+@pytest.mark.parametrize("variant", ["baseline", "dropout", "batch_norm"])
+def test_training_on_blocks_gives_the_metrics_of_the_plain_layers(small_splits, monkeypatch, variant):
+    """LeNet5.forward computes conv1 on 2x2 blocks. Trained through it or through the notebook's plain
+    layers, a run reports the same curves to float tolerance: the faster engine tells the same story."""
+    from lenet.models import LeNet5
+
+    config = TrainConfig.for_variant(variant, epochs=3, batch_size=16)
+    fast = train(config, small_splits)
+    monkeypatch.setattr(LeNet5, "forward", lambda self, x: self.classifier(self.feature(x)))
+    plain = train(config, small_splits)
+    for mine, theirs in zip(fast.history, plain.history, strict=True):
+        for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert getattr(mine, name) == pytest.approx(getattr(theirs, name), abs=1e-4), (mine.epoch, name)
+    assert fast.test.confusion_matrix == plain.test.confusion_matrix
