@@ -3,11 +3,11 @@
 A real dashboard server (`streamlit run dashboard.py`, the repository's config) over a fresh
 home, with an experiment of 10 runs on the Live page: 8 finished (40 epochs each) and 2 training.
 Then phases of equal length with 0, 1 and N simulated viewers (`FakeBrowser`: the frontend's own
-websocket protocol and fragment timers, from the machine's network address like a student's
-laptop), one real Chromium tab that also renders every refresh (what a viewer costs when the
-browser runs on the same machine, as the teacher's own tabs do), and 0 again to see drift. For
-each phase: the server's CPU per Live refresh per viewer, the browsers' CPU, and the images per
-second the two training runs achieve.
+websocket protocol and fragment timers, from a network namespace of its own like a student's
+laptop: benchmarks/netns.py, so as root), one real Chromium tab there that also renders every
+refresh (what a viewer costs when its browser shares the machine, as the teacher's tabs do), and
+0 again to see drift. For each phase: the server's CPU per Live refresh per viewer, the browsers'
+CPU, and the images per second the two training runs achieve.
 
     python -m benchmarks.viewers [--viewers 20] [--phase-s 30] [--json]
 """
@@ -32,19 +32,9 @@ from lenet.worker import ensure_workers
 from lenet.workspace import REPO_ROOT, Workspace
 
 from .fake_browser import FakeBrowser
+from .netns import HOST_ADDRESS, peer_namespace
 
 FINISHED_RUNS, TRAINING_RUNS = 8, 2
-
-
-def lan_address() -> str | None:
-    """This machine's address on its network (what a student's laptop connects to); None offline."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # picks the outgoing interface; sends nothing
-        except OSError:
-            return None
-        address = s.getsockname()[0]
-    return None if address.startswith("127.") else address
 
 
 def free_port() -> int:
@@ -138,45 +128,70 @@ class Viewers:
 
 
 class RenderingViewer:
-    """A real Chromium tab on the Live page: it draws every refresh (plotly charts included)."""
+    """A real Chromium tab on the Live page, on the other device: it draws every refresh."""
 
-    def __init__(self, url: str, query: str):
+    def __init__(self, url: str, query: str, peer, folder: Path):
         from playwright.sync_api import sync_playwright
 
         from .sandbox import CHROMIUM, CHROMIUM_ARGS
 
         self.playwright = sync_playwright().start()
-        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = peer.executable(CHROMIUM, folder)
+        self.browser = self.playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         self.page = self.browser.new_page(viewport={"width": 1366, "height": 768})
         self.page.goto(f"{url}/live?{query}")
-        self.refreshes = 0  # counted by the server's side only for the fake viewers
 
     def close(self) -> None:
         self.browser.close()
         self.playwright.stop()
 
 
-def measure(workspace, server_pid, url, query, viewers: int, seconds: float, rendering: bool = False) -> dict:
+def run_crowd(url: str, query: str, count: int, seconds: float) -> None:
+    """The crowd's side, inside the namespace: 'ready' once every page has loaded, then after
+    `seconds` one JSON line with its refreshes and its own CPU seconds over that time."""
+    crowd = Viewers(url, query, count)
+    time.sleep(2)  # past the first full page loads
+    refreshes0, cpu0 = crowd.refreshes, cpu_seconds(os.getpid())
+    print("ready", flush=True)
+    time.sleep(seconds)
+    result = {"refreshes": crowd.refreshes - refreshes0, "cpu_s": cpu_seconds(os.getpid()) - cpu0}
+    crowd.close()
+    print(json.dumps(result), flush=True)
+
+
+def measure(workspace, server_pid, url, query, viewers, seconds, peer, folder, rendering=False) -> dict:
+    """One phase: `viewers` simulated viewers (or one rendering tab) on the other device."""
     from .watching import chromium_cpu_seconds
 
-    crowd = (RenderingViewer(url, query) if rendering else Viewers(url, query, viewers)) if viewers else None
-    time.sleep(5 if rendering else 2)  # past the first full page loads
-    refreshes0 = crowd.refreshes if crowd else 0
+    crowd, tab = None, None
+    if rendering:
+        tab = RenderingViewer(url, query, peer, folder)
+        time.sleep(5)  # past the first full page load
+    elif viewers:
+        crowd_args = [url, query, str(viewers), str(seconds)]
+        command = [sys.executable, "-m", "benchmarks.viewers", "--crowd", *crowd_args]
+        crowd = subprocess.Popen(peer.command(command), cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        if crowd.stdout.readline().strip() != "ready":
+            raise RuntimeError("the simulated viewers did not start")
     cpu0, images0, t0 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
-    # the simulated browsers (on a student's laptop in a real room) and any real Chromium tab
-    clients0 = cpu_seconds(os.getpid()) + chromium_cpu_seconds()
-    time.sleep(seconds)
-    cpu1, images1, t1 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
-    clients1 = cpu_seconds(os.getpid()) + chromium_cpu_seconds()
-    refreshes = (crowd.refreshes if crowd else 0) - refreshes0
+    browsers0 = chromium_cpu_seconds()
     if crowd:
-        crowd.close()
-    server_cpu = cpu1 - cpu0
+        measured = json.loads(crowd.stdout.readline())
+        crowd.wait()
+    else:
+        time.sleep(seconds)
+        measured = {"refreshes": 0, "cpu_s": 0.0}
+    cpu1, images1, t1 = cpu_seconds(server_pid), images_trained(workspace), time.monotonic()
+    browsers1 = chromium_cpu_seconds()
+    if tab:
+        tab.close()
+    server_cpu, refreshes = cpu1 - cpu0, measured["refreshes"]
     return {
         "viewers": f"{viewers} rendering" if rendering else viewers,
         "images_per_s": (images1 - images0) / (t1 - t0),
         "server_cpu_share": server_cpu / (t1 - t0),  # of one core
-        "browsers_cpu_share": (clients1 - clients0) / (t1 - t0),
+        # the simulated browsers (on a student's laptop in a real room) or the real Chromium tab
+        "browsers_cpu_share": (measured["cpu_s"] + browsers1 - browsers0) / (t1 - t0),
         "refreshes_per_viewer_s": refreshes / viewers / (t1 - t0) if viewers and not rendering else None,
         "server_cpu_ms_per_refresh": 1000 * server_cpu / refreshes if refreshes else None,
     }
@@ -187,24 +202,32 @@ def main(argv=None) -> int:
     parser.add_argument("--viewers", type=int, default=20, help="the crowd's size (default 20)")
     parser.add_argument("--phase-s", type=float, default=30, help="seconds per phase (default 30)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--crowd", nargs=4, metavar=("URL", "QUERY", "COUNT", "SECONDS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.crowd:  # the viewers' process, started by `measure` inside the namespace
+        url, query, count, seconds = args.crowd
+        run_crowd(url, query, int(count), float(seconds))
+        return 0
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
 
-    address = lan_address()
-    if address is None:
-        log("no network address: viewers connect over loopback, as the teacher")
-    with tempfile.TemporaryDirectory(prefix="lenet-viewers-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lenet-viewers-") as tmp, peer_namespace() as peer:
         workspace = Workspace(Path(tmp))
         port = free_port()
         server = serve(workspace.home, port)
         try:
             log("preparing an experiment of 10 runs (8 trained to the end, 2 training)...")
             experiment_id = prepare(workspace, log)
-            url, query = f"http://{address or '127.0.0.1'}:{port}", f"experiment={experiment_id}"
+            url, query = f"http://{HOST_ADDRESS}:{port}", f"experiment={experiment_id}"
             phases = []
             for viewers, rendering in ((0, False), (1, False), (args.viewers, False), (1, True), (0, False)):
                 log(f"  {viewers} {'Chromium tab' if rendering else 'viewers'} for {args.phase_s:.0f} s...")
-                phases.append(measure(workspace, server.pid, url, query, viewers, args.phase_s, rendering))
+                phases.append(
+                    measure(
+                        workspace, server.pid, url, query, viewers, args.phase_s, peer, Path(tmp), rendering
+                    )
+                )
         finally:
             for run in workspace.store.list_runs(("queued", "running")).itertuples():
                 workspace.store.request_stop(run.id) if run.status == "running" else workspace.store.cancel(

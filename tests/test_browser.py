@@ -18,7 +18,7 @@ import torch
 from lenet import artifacts
 from lenet.models import create_model
 from lenet.train import TrainConfig
-from lenet.workspace import Workspace
+from lenet.workspace import REPO_ROOT, Workspace
 
 from conftest import make_dataset_dir
 
@@ -337,13 +337,36 @@ def test_a_link_with_query_parameters_restores_its_view(browser, tmp_path):
         expect(page.get_by_text(re.compile(re.escape(model) + r": .+ \(\d+%\)"))).to_have_count(1)
 
 
-def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, tmp_path):
-    from benchmarks.fake_browser import FakeBrowser
-    from benchmarks.viewers import lan_address
+# The student's side of a forged request: a session from the other device that sends a click on a
+# button its page never showed (the teacher's Stop, whose id it was told).
+_FORGED_CLICK = """
+import sys
+from benchmarks.fake_browser import FakeBrowser
+student = FakeBrowser(sys.argv[1], page="live")
+student.open()
+student.click(sys.argv[2])
+student.rerun()
+student.close()
+"""
 
-    address = lan_address()
-    if address is None:
-        pytest.skip("no network address to connect from as another device")
+
+@pytest.fixture
+def peer():
+    """A student's laptop: a network namespace of this test's own (benchmarks/netns.py)."""
+    from benchmarks.netns import NamespaceUnavailable, peer_namespace
+
+    try:
+        with peer_namespace() as namespace:
+            yield namespace
+    except NamespaceUnavailable as e:  # raised before the namespace exists, never by the test
+        if os.environ.get("LENET_REQUIRE_BROWSER"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+
+
+def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, peer, tmp_path):
+    from benchmarks.fake_browser import FakeBrowser
+    from benchmarks.netns import HOST_ADDRESS
 
     def one_run_training(workspace, data_dir):
         run_id = workspace.store.enqueue(TrainConfig.for_variant("baseline"), name="teacher's run")
@@ -353,8 +376,11 @@ def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, 
     with serve_dashboard(tmp_path, one_run_training, address="0.0.0.0") as url:
         store = Workspace(tmp_path / "home").store
         store.heartbeat(1)
-        room_url = url.replace("127.0.0.1", address)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        room_url = url.replace("127.0.0.1", HOST_ADDRESS)
+        laptop = browser.browser_type.launch(
+            executable_path=str(peer.executable(CHROMIUM, tmp_path)), args=CHROMIUM_ARGS
+        )
+        page = laptop.new_page(viewport={"width": 1366, "height": 768})
         for path, heading in PAGES.items():
             page.goto(f"{room_url}/{path}")
             page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
@@ -366,16 +392,14 @@ def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, 
         page.goto(f"{room_url}/live")
         page.get_by_text(re.compile(r"teacher's run.*epoch 1/")).first.wait_for(timeout=30_000)
         page.screenshot(path=str(_shots(tmp_path) / "viewer-live.png"))
+        laptop.close()
 
         # the teacher, at the machine, is shown the Stop button: its id is what a forger would send
         teacher = FakeBrowser(url, page="live")
         [stop] = [b.id for b in teacher.open().elements("button") if b.label == "Stop"]
-        student = FakeBrowser(room_url, page="live")
-        student.open()
-        student.click(stop)
-        student.rerun()
+        forged = [sys.executable, "-c", _FORGED_CLICK, room_url, stop]
+        subprocess.run(peer.command(forged), cwd=REPO_ROOT, check=True, timeout=60)
         assert store.get_run(1)["stop_requested"] == 0 and store.get_run(1)["status"] == "running"
         teacher.click(stop)
         assert store.get_run(1)["stop_requested"] == 1
         teacher.close()
-        student.close()
