@@ -11,6 +11,7 @@ pages/ folder as old-style pages until some session has run `st.navigation`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import secrets
 import threading
@@ -26,7 +27,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lenet import charts
 from lenet.catalog import CheckpointError
-from lenet.config import TrainConfig
+from lenet.config import KNOBS, TrainConfig
 from lenet.store import ACTIVE, RunStateError, in_training_order
 from lenet.workspace import Workspace, home_from_env
 
@@ -403,6 +404,31 @@ def test_images():
     return _test_images(str(workspace().home))
 
 
+def knob_input(where, name: str, value, key: str):
+    """The widget of a declared hyperparameter (lenet.config.KNOBS): its label with its bounds, its
+    help, and None (an empty box) where the field allows none. Out-of-range values are not clamped:
+    the config refuses them with its reason."""
+    knob = KNOBS[name]
+    if knob.kind is bool:
+        return where.checkbox(knob.label, value=bool(value), key=key, help=_sentence(knob.help))
+    step = knob.step or 1
+    decimals = max(2, 1 - math.floor(math.log10(step)))
+    widget = where.number_input(
+        knob.labelled_range(),
+        value=value if value is None or knob.kind is float else int(value),
+        step=knob.kind(step),
+        format="%d" if knob.kind is int else f"%.{decimals}f",
+        placeholder=knob.none,
+        key=key,
+        help=_sentence(knob.help),
+    )
+    return None if widget is None else knob.kind(widget)
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
+
+
 def percent(value) -> str:
     return "–" if value is None or value != value else f"{100 * value:.1f}%"
 
@@ -513,23 +539,3 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
     chosen = st.selectbox("Experiment", ids, index=index, format_func=labels.get, key="experiment")
     st.query_params["experiment"] = str(chosen)
     return chosen or None
-
-
-def summary_table(rows: list[dict], by: str) -> pd.DataFrame:
-    """Mean ± std per variant or swept value, as text a class can read."""
-    shown = {
-        "train_accuracy": "train %",
-        "val_accuracy": "validation %",
-        "test_accuracy": "test %",
-        "gap": "gap (points)",
-    }
-    return pd.DataFrame(
-        {
-            by: row[by] if by == "variant" else f"{row[by]:g}",
-            "seeds": row["seeds"],
-            **{
-                label: f"{100 * row[key]:.1f} ± {100 * row[key + '_std']:.1f}" for key, label in shown.items()
-            },
-        }
-        for row in rows
-    )

@@ -26,7 +26,7 @@ from .catalog import (  # noqa: F401 (re-exported: the checkpoint API)
     metadata_path,
     read_metadata,
 )
-from .models import create_model, infer_architecture
+from .models import create_model, infer_architecture, list_models
 
 
 def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Path:
@@ -125,7 +125,9 @@ def load_checkpoint_bytes(payload: bytes, name: str) -> tuple[nn.Module, dict]:
 
 def _build(state: dict[str, torch.Tensor], metadata: dict | None, source: str) -> tuple[nn.Module, dict]:
     if metadata is None:
-        metadata = {"variant": infer_architecture(set(state)), "inferred": True}
+        # no layout matching: the first variant's, so that check_compatible says what differs
+        variant = infer_architecture(set(state)) or list_models()[0]
+        metadata = {"variant": variant, "inferred": True}
     try:
         model = create_model(metadata.get("variant"))
     except ValueError as e:

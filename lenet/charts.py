@@ -11,6 +11,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from . import CLASSES
+from .config import KNOBS, TELLING_APART
 from .variants import get_variant
 
 UNKNOWN_COLOR = "#888888"  # a checkpoint whose variant this version does not know
@@ -30,28 +31,18 @@ def run_label(run: dict | pd.Series) -> str:
     return f"#{run['id']} {run['name']}"
 
 
-_TELLING_APART = ("weight_decay", "dropout", "train_limit", "epochs", "lr", "batch_size", "seed")
-
-
 def short_labels(runs: pd.DataFrame) -> dict[int, str]:
     """Legend labels a room can read: the variant's title, plus only the settings that tell runs
     of the same variant apart ("L2 (0.01), wd 0.003, seed 1")."""
     labels = {}
     for variant, group in runs.groupby("variant", sort=False):
-        differing = [c for c in _TELLING_APART if c in group and group[c].astype(str).nunique() > 1]
+        differing = [c for c in TELLING_APART if c in group and group[c].astype(str).nunique() > 1]
         for _, run in group.iterrows():
-            parts = [variant_title(variant)] + [f"{_SHORT.get(c, c)} {_value(run[c])}" for c in differing]
+            parts = [variant_title(variant)] + [
+                f"{KNOBS[c].short} {KNOBS[c].show(run[c])}" for c in differing
+            ]
             labels[int(run["id"])] = ", ".join(parts)
     return labels
-
-
-_SHORT = {"weight_decay": "wd", "train_limit": "images", "batch_size": "batch"}
-
-
-def _value(value) -> str:
-    return (
-        "all" if value is None or value != value else f"{value:g}" if isinstance(value, float) else str(value)
-    )
 
 
 PROJECTOR_FONT = {"size": 18}  # ticks and legends; titles larger
@@ -258,7 +249,7 @@ def mean_curves(
         per_epoch = rows.groupby("epoch")[metrics].agg(["mean", "std"])
         seeds = rows["run_id"].nunique()
         color = variant_color(key) if by == "variant" else shade
-        name = variant_title(key) if by == "variant" else f"{_SHORT.get(by, by)} {key:g}"
+        name = variant_title(key) if by == "variant" else f"{KNOBS[by].short} {key:g}"
         for split, dash in (("val", "solid"), ("train", "dot")):
             column = per_epoch[f"{split}_{metric}"]
             label = f"{name} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
@@ -326,9 +317,9 @@ def sweep_chart(rows: list[dict], param: str) -> go.Figure:
     fig.update_xaxes(type="category")
     return _layout(
         fig,
-        f"What {param} does (mean ± std over {seeds} seed(s))",
+        f"What {KNOBS[param].noun} does (mean ± std over {seeds} seed(s))",
         "accuracy / gap",
-        x_title=param,
+        x_title=KNOBS[param].noun,
         percent=True,
     )
 

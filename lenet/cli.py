@@ -14,8 +14,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import CLASSES, artifacts, data
-from .experiments import SWEEPABLE
+from . import CLASSES, artifacts, data, tables
+from .config import KNOBS, SWEEPABLE, default_text
 from .models import UnknownVariantError, create_model, list_models
 from .predict import ImageError
 from .reproduce import ReproduceError
@@ -66,20 +66,13 @@ def _stop_on_ctrl_c():
 def cmd_train(args, workspace: Workspace) -> int:
     from .runs import execute_run
 
+    init_from = Path(args.init_from).resolve() if args.init_from else None
     config = TrainConfig.for_variant(
-        args.variant,
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        train_limit=args.train_limit,
-        device=args.device,
-        init_from=str(args.init_from.resolve()) if args.init_from else None,
+        args.variant, **_config_overrides(args, "train"), init_from=init_from and str(init_from)
     )
-    if args.init_from:  # refuse an unusable warm start before anything is recorded
-        model, _ = artifacts.load_checkpoint(args.init_from)
-        artifacts.check_compatible(model.state_dict(), create_model(config.variant), str(args.init_from))
+    if init_from:  # refuse an unusable warm start before anything is recorded
+        model, _ = artifacts.load_checkpoint(init_from)
+        artifacts.check_compatible(model.state_dict(), create_model(config.variant), str(init_from))
     splits = make_run_splits(config, workspace.load_raw(args.data_dir))
     if not args.json:
         print(
@@ -159,22 +152,9 @@ def cmd_runs(args, workspace: Workspace) -> int:
     if runs.empty:
         print("no runs yet: python -m lenet train --variant baseline")
         return 0
-    table = runs[
-        [
-            "id",
-            "name",
-            "variant",
-            "status",
-            "epochs_completed",
-            "epochs",
-            "progress",
-            "train_accuracy",
-            "val_accuracy",
-            "test_accuracy",
-        ]
-    ].copy()
-    for column in ("progress", "train_accuracy", "val_accuracy", "test_accuracy"):
-        table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{100 * v:.1f}%")
+    table = tables.run_table(runs, every_setting=False)
+    for column in tables.PERCENT_COLUMNS:
+        table[column] = table[column].map(lambda v: "" if v != v else f"{v:.1f}")
     print(table.to_string(index=False))
     return 0
 
@@ -331,17 +311,7 @@ def _finish_experiment(workspace: Workspace, experiment_id: int, as_json: bool) 
         print(json.dumps(runs_with_history(workspace.store, experiment_id), indent=2))
     else:
         rows, sentences = summary(workspace.store, experiment_id)
-        by = experiment["varies"] or "variant"
-        for row in rows:
-            cells = "  ".join(
-                f"{label} {100 * row[key]:5.1f} ± {100 * row[key + '_std']:.1f}"
-                for label, key in (
-                    ("train", "train_accuracy"),
-                    ("val", "val_accuracy"),
-                    ("test", "test_accuracy"),
-                )
-            )
-            print(f"{row[by]!s:<14} {cells}  gap {100 * row['gap']:5.1f} ± {100 * row['gap_std']:.1f}")
+        print(tables.summary_table(rows, experiment["varies"] or "variant").to_string(index=False))
         for sentence in sentences:
             print(f"- {sentence}")
     unfinished = [r for r in runs if r["status"] != "finished"]
@@ -358,7 +328,9 @@ def cmd_preset(args, workspace: Workspace) -> int:
         for key, preset in PRESETS.items():
             print(f"{key:<12} {preset.title}: {preset.description}")
         return 0 if args.list else EXIT_USAGE
-    experiment_id = launch_preset(workspace.store, args.name, args.seeds, _resolved(args.data_dir))
+    experiment_id = launch_preset(
+        workspace.store, args.name, args.seeds, _resolved(args.data_dir), _config_overrides(args, "every")
+    )
     return _finish_experiment(workspace, experiment_id, args.json)
 
 
@@ -366,7 +338,7 @@ def cmd_sweep(args, workspace: Workspace) -> int:
     from .experiments import launch_sweep, parse_values
 
     values = parse_values(args.param, args.values)
-    overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "device": args.device}
+    overrides = _config_overrides(args, "every")
     experiment_id = launch_sweep(
         workspace.store, args.variant, args.param, values, args.seeds, overrides, _resolved(args.data_dir)
     )
@@ -418,6 +390,42 @@ def cmd_bench(args, workspace: Workspace) -> int:
     return 0
 
 
+def config_flags(parser: argparse.ArgumentParser, scope: str, prefix: str = "") -> None:
+    """One flag per declared hyperparameter of `scope` ("train": all of train's; "every": those a
+    sweep or preset sets for every run), its help, bounds and defaults from the declaration."""
+    for name, knob in KNOBS.items():
+        if knob.flag is None or (scope == "every" and knob.flag != "every"):
+            continue
+        bounds = f"; {knob.bounds_text()}" if knob.bounds_text() else ""
+        text = f"{prefix}{knob.help} ({default_text(name)}{bounds})"
+        flag = "--" + name.replace("_", "-")
+        if knob.kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=name, type=_typed(knob), help=text, metavar=name.upper())
+
+
+def _typed(knob):
+    def parse(text: str):
+        try:
+            return knob.parse(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = knob.kind.__name__  # argparse names the type in its message
+    return parse
+
+
+def _config_overrides(args, scope: str) -> dict:
+    """The hyperparameters given on the command line (None: not given), by the declared names."""
+    return {
+        name: getattr(args, name)
+        for name, knob in KNOBS.items()
+        if knob.flag == "every" or (scope == "train" and knob.flag == "train")
+        if name != "init_from"
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lenet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -436,14 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one variant and save its checkpoint")
     p.add_argument("--variant", required=True, help=f"one of: {', '.join(list_models())}")
-    p.add_argument("--epochs", type=int, help="default: the variant's (12; 20 for l2_optimized)")
-    p.add_argument("--weight-decay", type=float, help="L2 penalty (Adam weight_decay)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 0.001)")
-    p.add_argument("--batch-size", type=int, help="default 64")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--train-limit", type=int, help="train on a random subset of N images")
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
-    p.add_argument("--init-from", type=Path, help="warm start from this checkpoint's weights")
+    config_flags(p, "train")
     p.add_argument("--name", help="the run's name (default: <variant>-<run id>)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     data_options(p)
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the presets")
     p.add_argument("--seeds", type=int, default=1, help="repeat every run over seeds 0..K-1 (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON list of runs, each with its history")
+    config_flags(p, "every", "every run: ")
     data_options(p)
     p.set_defaults(handler=cmd_preset)
 
@@ -488,10 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", required=True, choices=list(SWEEPABLE))
     p.add_argument("--values", required=True, help="comma-separated, e.g. 0,0.0003,0.001,0.003,0.01")
     p.add_argument("--seeds", type=int, default=1, help="repeat every value over seeds 0..K-1 (default 1)")
-    p.add_argument("--epochs", type=int, help="epochs of every run (unless swept)")
-    p.add_argument("--train-limit", type=int, help="training images of every run (unless swept)")
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--json", action="store_true", help="one JSON list of runs, each with its history")
+    config_flags(p, "every", "every run (unless swept): ")
     data_options(p)
     p.set_defaults(handler=cmd_sweep)
 

@@ -22,7 +22,6 @@ import torch
 MEAN, STD = 0.2860, 0.3530  # training-set statistics, as the original notebook normalized with
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
-TRAIN_SIZE, TEST_SIZE = 60_000, 10_000
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_DIR = "FASHION_MNIST_DIR"

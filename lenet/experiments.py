@@ -10,14 +10,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import findings
-from .config import ConfigError, TrainConfig
+from .config import KNOBS, SWEEPABLE, ConfigError, TrainConfig
 from .presets import PRESETS
 from .store import Store
 from .variants import get_variant
 from .workspace import Workspace
 
-# What a sweep can vary, and how a typed value is read.
-SWEEPABLE = {"weight_decay": float, "dropout": float, "train_limit": int, "epochs": int}
 MAX_SEEDS = 10
 MAX_SWEEP_VALUES = 12
 
@@ -27,13 +25,16 @@ def _check_seeds(seeds: int) -> None:
         raise ConfigError(f"seeds must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}")
 
 
-def launch_preset(store: Store, key: str, seeds: int = 1, data_dir: str | None = None) -> int:
-    """Queue a preset's runs, repeated over seeds 0..seeds-1, as one experiment."""
+def launch_preset(
+    store: Store, key: str, seeds: int = 1, data_dir: str | None = None, overrides: dict | None = None
+) -> int:
+    """Queue a preset's runs, repeated over seeds 0..seeds-1, as one experiment; `overrides`
+    (e.g. a device) apply to every run."""
     if key not in PRESETS:
         raise ConfigError(f"unknown preset {key!r}; choose one of: {', '.join(PRESETS)}")
     _check_seeds(seeds)
     preset = PRESETS[key]
-    configs = [config for seed in range(seeds) for config in preset.configs(seed)]
+    configs = [config for seed in range(seeds) for config in preset.configs(seed, overrides)]
     name = preset.title + (f" × {seeds} seeds" if seeds > 1 else "")
     return store.create_experiment(
         name, "preset", configs, description=preset.description, varies="variant", data_dir=data_dir
@@ -58,11 +59,7 @@ def parse_values(param: str, text: str) -> list:
     """'0,0.001,0.01' -> [0.0, 0.001, 0.01] for a sweepable parameter; clear errors otherwise."""
     if param not in SWEEPABLE:
         raise ConfigError(f"cannot sweep {param!r}; choose one of: {', '.join(SWEEPABLE)}")
-    try:
-        values = [SWEEPABLE[param](v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        kind = "whole numbers" if SWEEPABLE[param] is int else "numbers"
-        raise ConfigError(f"{param} values must be {kind} separated by commas, got {text!r}") from None
+    values = [KNOBS[param].parse(v) for v in text.split(",") if v.strip()]
     if not 2 <= len(values) <= MAX_SWEEP_VALUES:
         raise ConfigError(f"a sweep needs 2 to {MAX_SWEEP_VALUES} values, got {len(values)}")
     if len(set(values)) != len(values):

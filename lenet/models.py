@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .variants import UnknownVariantError, Variant, get_variant, list_models  # noqa: F401 (the API)
+from .variants import DEFAULT_DROPOUT, UnknownVariantError, Variant, get_variant, list_models  # noqa: F401 (the API)
 
 NUM_CLASSES = 10
 
@@ -40,7 +40,7 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(400, 120),
-            *([nn.Dropout(0.5)] if use_dropout else []),
+            *([nn.Dropout(DEFAULT_DROPOUT)] if use_dropout else []),
             nn.Tanh(),
             nn.Linear(120, 84),
             nn.Tanh(),
@@ -133,14 +133,11 @@ def layer_names(model: nn.Module) -> dict[str, str]:
     return names
 
 
-def infer_architecture(keys: set[str]) -> str:
-    """Guess which variant's layout a bare state_dict has (the notebook saved no metadata).
-
-    BatchNorm running stats -> batch_norm; the second Linear at classifier.4 (Dropout shifts it
-    from index 3) -> dropout; otherwise the plain layout, which baseline and both L2 variants share.
-    """
-    if "feature.1.running_mean" in keys:
-        return "batch_norm"
-    if "classifier.4.weight" in keys:
-        return "dropout"
-    return "baseline"
+def infer_architecture(keys: set[str]) -> str | None:
+    """Which variant's layout a bare state_dict has (the notebook saved no metadata): the first
+    registered variant with the same parameter and buffer names, or None. Variants that differ only
+    in training (baseline, both L2s, ...) share a layout; the first registered of them names it."""
+    for name in list_models():
+        if set(create_model(name).state_dict()) == keys:
+            return name
+    return None

@@ -16,9 +16,11 @@ class Preset:
     overrides: dict
     notebook_only: bool = False  # just the original notebook's five variants
 
-    def configs(self, seed: int = 0) -> list[TrainConfig]:
+    def configs(self, seed: int = 0, overrides: dict | None = None) -> list[TrainConfig]:
+        """One run per variant; `overrides` (not None) replace the preset's own settings."""
         variants = [v for v in list_models() if not self.notebook_only or get_variant(v).notebook]
-        return [TrainConfig.for_variant(v, seed=seed, **self.overrides) for v in variants]
+        settings = {**self.overrides, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        return [TrainConfig.for_variant(v, seed=seed, **settings) for v in variants]
 
 
 PRESETS = {

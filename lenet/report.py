@@ -9,8 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
-from . import artifacts
-from .findings import variant_findings
+from . import artifacts, findings
 from .models import get_variant
 from .reproduce import RunSummary, markdown_table
 from .workspace import REPO_ROOT
@@ -135,7 +134,7 @@ def write_results(summaries: list[RunSummary], rows: list[dict], path: Path, fig
         row["variant"]: min(s.seconds for s in summaries if s.variant == row["variant"]) for row in rows
     }
     timing = "\n".join(
-        f"| {row['variant']} | {row['epochs']} | {row['seconds']:.0f} ± {row['seconds_std']:.0f} s | "
+        f"| {row['variant']} | {row['epochs']} | {findings.spread(row, 'seconds', 1, 0)} s | "
         f"{fastest[row['variant']]:.0f} s | {epoch_seconds[row['variant']]:.1f} s |"
         for row in rows
     )
@@ -160,7 +159,7 @@ counted while the epoch trains (dropout active), as the notebook did; the gap is
 
 ### What the numbers show
 
-{chr(10).join("- " + line for line in variant_findings(rows))}
+{chr(10).join("- " + line for line in findings.variant_findings(rows))}
 
 ### Against the targets (mean test accuracy)
 

@@ -126,9 +126,7 @@ def aggregate(summaries: list[RunSummary]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    def pct(row, key):
-        value, std = row[key], row[key + "_std"]
-        return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if row["seeds"] > 1 else "")
+    pct = findings.spread
 
     def reported(value):
         return "–" if value is None else f"{100 * value:.1f}"

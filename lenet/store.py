@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .catalog import metadata_path
-from .config import EpochMetrics, StepMetrics, TrainConfig
+from .config import CONFIG_COLUMNS, EpochMetrics, StepMetrics, TrainConfig
 
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")
 ACTIVE = ("queued", "running")
@@ -570,18 +570,6 @@ class Store:
         return run
 
 
-# config values shown as columns of their own
-CONFIG_COLUMNS = (
-    "epochs",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "seed",
-    "train_limit",
-    "dropout",
-    "patience",
-    "augment",
-)
 RUN_COLUMNS = [
     "id",
     "name",

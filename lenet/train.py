@@ -18,14 +18,8 @@ from torch import nn
 
 from . import data
 from .config import (  # noqa: F401 (re-exported: the training API)
-    DEVICES,
     DIVERGED_LOSS,
-    MAX_BATCH_SIZE,
-    MAX_DROPOUT,
-    MAX_EPOCHS,
-    MAX_LR,
     MAX_STEP_POINTS,
-    MAX_WEIGHT_DECAY,
     SHIFT_PIXELS,
     ConfigError,
     EpochMetrics,

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from lenet import analysis, charts, experiments
+from lenet import analysis, charts, experiments, tables
 from lenet.data import DataError
 from lenet.store import RunStateError
 
@@ -56,7 +56,7 @@ if experiment_id is not None:
         # the train vs validation curves: under the words when reading, first when presenting
         curves = st.container() if ui.presenting() else None
         st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
-        ui.table(ui.summary_table(rows, by))
+        ui.table(tables.summary_table(rows, by))
         if by == "variant":
             ui.chart(charts.gap_by_variant(rows), "exp_gap")
         else:
@@ -80,25 +80,7 @@ statuses = right.multiselect("Status", sorted(runs["status"].unique()), placehol
 table = runs[
     runs["variant"].isin(variants or runs["variant"]) & runs["status"].isin(statuses or runs["status"])
 ]
-columns = {
-    "id": "run",
-    "name": "name",
-    "variant": "variant",
-    "status": "status",
-    "epochs_completed": "epochs",
-    "weight_decay": "weight decay",
-    "train_limit": "train images",
-    "train_accuracy": "train %",
-    "val_accuracy": "validation %",
-    "test_accuracy": "test %",
-    "gap": "gap (train − val) %",
-    "train_seconds": "time (s)",
-}
-in_csv = {"lr": "learning rate", "batch_size": "batch", "seed": "seed"}  # the full config in the download
-everything = table[list(columns) + list(in_csv)].rename(columns=columns | in_csv)
-for column in ("train %", "validation %", "test %", "gap (train − val) %"):
-    everything[column] = everything[column].astype(float) * 100
-shown = everything[list(columns.values())]
+shown = tables.run_table(table, every_setting=False)
 if ui.presenting():
     ui.table(shown.round(1))
 else:
@@ -106,12 +88,11 @@ else:
         shown,
         hide_index=True,
         column_config={
-            c: st.column_config.NumberColumn(format="%.1f", width="small")
-            for c in ("train %", "validation %", "test %", "gap (train − val) %", "time (s)")
+            c: st.column_config.NumberColumn(format="%.1f", width="small") for c in tables.NUMBER_COLUMNS
         },
     )
 st.download_button(
-    "Download CSV", everything.to_csv(index=False), file_name="lenet-runs.csv", mime="text/csv"
+    "Download CSV", tables.run_table(table).to_csv(index=False), file_name="lenet-runs.csv", mime="text/csv"
 )
 
 # -- comparisons ------------------------------------------------------------------------------

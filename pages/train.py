@@ -1,20 +1,15 @@
+import itertools
+
 import streamlit as st
 
 import ui
-from lenet import experiments
-from lenet.data import TRAIN_SIZE
-from lenet.models import get_variant, list_models
+from lenet import TRAIN_SIZE, experiments
+from lenet.config import KNOBS, SWEEPABLE, ConfigError, TrainConfig, applies, check_train_limit
 from lenet.presets import PRESETS
-from lenet.train import (
-    MAX_BATCH_SIZE,
-    MAX_DROPOUT,
-    MAX_EPOCHS,
-    MAX_LR,
-    MAX_WEIGHT_DECAY,
-    ConfigError,
-    TrainConfig,
-    check_train_limit,
-)
+from lenet.variants import get_variant, list_models
+
+# The one-run form: every numeric or on/off setting a command line can set, as declared
+FORM_FIELDS = [name for name, knob in KNOBS.items() if knob.flag and knob.kind is not str]
 
 ui.setup_page()
 st.title("Train")
@@ -49,7 +44,11 @@ def launch_controls() -> None:
             key="sweep_variant",
         )
         param = middle.selectbox(
-            "Vary", list(experiments.SWEEPABLE), format_func=lambda p: p.replace("_", " "), key="sweep_param"
+            "Vary",
+            SWEEPABLE,
+            index=SWEEPABLE.index("weight_decay"),  # the values below are weight decays
+            format_func=lambda p: KNOBS[p].label,
+            key="sweep_param",
         )
         values = right.text_input(
             "Values (comma-separated)", value="0, 0.0003, 0.001, 0.003, 0.01, 0.03", key="sweep_values"
@@ -58,12 +57,8 @@ def launch_controls() -> None:
         sweep_seeds = left.number_input(
             "Seeds", min_value=1, max_value=experiments.MAX_SEEDS, value=3, key="sweep_seeds"
         )
-        sweep_epochs = middle.number_input(
-            f"Epochs (1-{MAX_EPOCHS})", min_value=0, value=20, key="sweep_epochs"
-        )
-        sweep_images = right.number_input(
-            "Training images (0 = all 54,000)", min_value=0, value=1000, step=500, key="sweep_images"
-        )
+        sweep_epochs = ui.knob_input(middle, "epochs", 20, key="sweep_epochs")
+        sweep_images = ui.knob_input(right, "train_limit", 1000, key="sweep_images")
         if st.form_submit_button("Queue the sweep"):
             try:
                 parsed = experiments.parse_values(param, values)
@@ -73,7 +68,7 @@ def launch_controls() -> None:
                     param,
                     parsed,
                     int(sweep_seeds),
-                    {"epochs": int(sweep_epochs), "train_limit": int(sweep_images) or None},
+                    {"epochs": sweep_epochs, "train_limit": sweep_images},
                 )
             except ConfigError as e:
                 st.error(f"Not queued: {e}")
@@ -87,69 +82,13 @@ def launch_controls() -> None:
     st.caption(get_variant(variant).summary)
     defaults = TrainConfig.for_variant(variant)
     with st.form("train_form"):
-        # Widgets are keyed per variant so switching variant brings back that variant's defaults.
-        left, middle, right = st.columns(3)
-        epochs = left.number_input(
-            # min 0, not 1: a refused value gets the config's explanation instead of a silent clamp
-            f"Epochs (1-{MAX_EPOCHS})",
-            min_value=0,
-            value=defaults.epochs,
-            key=f"epochs_{variant}",
-        )
-        weight_decay = middle.number_input(
-            f"Weight decay, L2 (0-{MAX_WEIGHT_DECAY:g})",
-            min_value=0.0,
-            value=defaults.weight_decay,
-            step=0.001,
-            format="%.4f",
-            key=f"wd_{variant}",
-            help="The notebook's L2 used 0.01; 0 = off.",
-        )
-        lr = right.number_input(
-            f"Learning rate (Adam, up to {MAX_LR:g})",
-            min_value=0.0,
-            value=defaults.lr,
-            step=0.0005,
-            format="%.5f",
-            key=f"lr_{variant}",
-        )
-        batch_size = left.number_input(
-            f"Batch size (1-{MAX_BATCH_SIZE})", min_value=0, value=defaults.batch_size, key=f"batch_{variant}"
-        )
-        seed = middle.number_input(
-            "Seed",
-            min_value=0,
-            value=defaults.seed,
-            key=f"seed_{variant}",
-            help="Same seed and settings give the same run.",
-        )
-        subset = right.number_input(
-            "Training images (0 = all 54,000)",
-            min_value=0,
-            value=0,
-            step=1000,
-            key=f"subset_{variant}",
-            help="A subset trains faster and overfits more.",
-        )
-        # the knobs only some variants have
-        dropout = patience = None
-        if get_variant(variant).has_dropout:
-            dropout = left.number_input(
-                f"Dropout rate (0-{MAX_DROPOUT:g})",
-                min_value=0.0,
-                value=0.5,
-                step=0.1,
-                key=f"dropout_{variant}",
-                help="Share of the first fully connected layer's outputs zeroed at each training step.",
-            )
-        if defaults.patience is not None:
-            patience = left.number_input(
-                "Early-stopping patience (epochs)",
-                min_value=1,
-                value=defaults.patience,
-                key=f"patience_{variant}",
-                help="Stop once validation loss has not improved for this many epochs; keep the best epoch.",
-            )
+        # Widgets are keyed per variant so switching variant brings back that variant's defaults;
+        # only the settings that mean something for this variant (a dropout rate needs the layer).
+        shown = [name for name in FORM_FIELDS if applies(name, variant)]
+        chosen = {
+            name: ui.knob_input(column, name, getattr(defaults, name), key=f"{name}_{variant}")
+            for name, column in zip(shown, itertools.cycle(st.columns(3)), strict=False)
+        }
         left, right = st.columns([2, 1])
         name = left.text_input("Name (optional)", key=f"name_{variant}")
         repeats = right.number_input(
@@ -164,17 +103,7 @@ def launch_controls() -> None:
 
     if submitted:
         try:
-            config = TrainConfig.for_variant(
-                variant,
-                epochs=int(epochs),
-                weight_decay=float(weight_decay),
-                lr=float(lr),
-                batch_size=int(batch_size),
-                seed=int(seed),
-                train_limit=int(subset) or None,
-                dropout=None if dropout is None else float(dropout),
-                patience=None if patience is None else int(patience),
-            )
+            config = TrainConfig.for_variant(variant, **chosen)
             check_train_limit(config, TRAIN_SIZE)
         except ConfigError as e:
             st.error(f"Not queued: {e}")

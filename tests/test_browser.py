@@ -208,7 +208,7 @@ def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path
         page.goto(f"{url}/results?experiment=1")
         page.get_by_role("heading", name="Results").first.wait_for(timeout=60_000)
         _wait_idle(page)
-        chart = page.locator(".js-plotly-plot", has_text="What weight_decay does")
+        chart = page.locator(".js-plotly-plot", has_text="What weight decay does")
         chart.wait_for(timeout=60_000)
         chart.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
@@ -218,7 +218,7 @@ def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path
         for text in ("0.01", "0.3", "validation accuracy", "test accuracy", "gap (train − validation)"):
             assert chart.get_by_text(text, exact=True).count() >= 1, text
         assert chart.get_by_text("best on validation:").count() == 1
-        assert page.get_by_text("Best weight_decay on validation").count() == 1
+        assert page.get_by_text("Best weight decay on validation").count() == 1
 
 
 def _shots(tmp_path) -> Path:

@@ -71,7 +71,7 @@ def test_diverging_run_exits_non_zero_and_saves_nothing(capsys, idx_dir, workspa
         (["train", "--variant", "baseline", "--epochs", "0"], "epochs"),
         (["train", "--variant", "baseline", "--epochs", "5000"], "epochs"),
         (["train", "--variant", "l2", "--weight-decay", "-1"], "weight decay"),
-        (["train", "--variant", "l2", "--epochs", "ten"], "invalid int value"),
+        (["train", "--variant", "l2", "--epochs", "ten"], "epochs must be a whole number"),
         (["train"], "--variant"),
         (["evaluate", "does-not-exist.pth"], "no such file"),
         (["reproduce", "--seeds", "0"], "at least 1"),

@@ -76,7 +76,7 @@ def test_a_sweep_varies_one_value_and_refuses_bad_ones_before_storing_anything(w
     "param, text, match",
     [
         ("lr", "0.1,0.2", "cannot sweep 'lr'"),
-        ("epochs", "5,ten", "whole numbers"),
+        ("epochs", "5,ten", "whole number"),
         ("weight_decay", "0.1", "2 to 12 values"),
         ("weight_decay", "0.1,0.1", "repeat"),
     ],
@@ -129,7 +129,7 @@ def test_a_finished_sweep_reads_back_with_histories_and_findings(workspace, idx_
         assert run["best_epoch"] in (1, 2) and 0 <= run["test_accuracy"] <= 1
     rows, sentences = experiments.summary(workspace.store, experiment_id)
     assert [r["weight_decay"] for r in rows] == [0.0, 0.5] and {r["seeds"] for r in rows} == {2}
-    assert sentences[0].startswith("Best weight_decay on validation:")
+    assert sentences[0].startswith("Best weight decay on validation:")
 
 
 def _row(variant, train, val, test, seeds=3, std=0.005):

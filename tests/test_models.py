@@ -120,15 +120,21 @@ def test_every_variants_facts_match_the_network_it_builds():
     for name in list_models():
         modules = list(create_model(name).modules())
         variant = get_variant(name)
-        assert variant.has_dropout == any(isinstance(m, torch.nn.Dropout) for m in modules)
+        assert variant.dropout == any(isinstance(m, torch.nn.Dropout) for m in modules)
         assert variant.batch_norm == any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_architecture_is_inferred_from_state_dict_keys(name):
     keys = set(create_model(name).state_dict())
-    expected = {"dropout": "dropout", "batch_norm": "batch_norm"}.get(name, "baseline")
-    assert infer_architecture(keys) == expected
+    inferred = infer_architecture(keys)
+    assert set(create_model(inferred).state_dict()) == keys
+    assert list_models().index(inferred) <= list_models().index(name)  # the first with that layout
+
+
+def test_a_layout_of_no_variant_is_not_inferred():
+    keys = set(create_model("baseline").state_dict())
+    assert infer_architecture(keys | {"classifier.9.weight"}) is None
 
 
 @pytest.mark.parametrize("name", list_models())

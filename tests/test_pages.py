@@ -82,8 +82,8 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     app = open_page("pages/train.py")
     app.selectbox(key="variant").select("l2").run()
     app.number_input(key="epochs_l2").set_value(3)
-    app.number_input(key="wd_l2").set_value(0.005)
-    app.number_input(key="subset_l2").set_value(5000)
+    app.number_input(key="weight_decay_l2").set_value(0.005)
+    app.number_input(key="train_limit_l2").set_value(5000)
     app.text_input(key="name_l2").input("gentle L2")
     next(b for b in app.button if b.label == "Queue this run").click().run()
     assert not app.exception
@@ -106,9 +106,9 @@ def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests
     [
         ("epochs_baseline", 5000, "epochs"),
         ("epochs_baseline", 0, "epochs must be a whole number from 1"),
-        ("batch_baseline", 0, "batch size must be a whole number from 1"),
-        ("wd_baseline", 3.0, "weight decay"),
-        ("subset_baseline", 100_000, "exceeds the 54000 training images"),
+        ("batch_size_baseline", 0, "batch size must be a whole number from 1"),
+        ("weight_decay_baseline", 3.0, "weight decay"),
+        ("train_limit_baseline", 100_000, "exceeds the 54000 training images"),
         ("lr_baseline", 0.0, "learning rate"),
     ],
 )
@@ -282,11 +282,11 @@ def test_results_show_a_sweep_its_chart_and_findings(isolated_home, idx_dir, wor
     app = open_page("pages/results.py")
     assert not app.exception
     assert app.selectbox(key="experiment").value == experiment_id
-    assert any("Best weight_decay on validation" in m.value for m in app.markdown)
+    assert any("Best weight decay on validation" in m.value for m in app.markdown)
     summary = app.dataframe[0].value
-    assert summary["weight_decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
+    assert summary["weight decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
     titles = chart_titles(app)
-    assert "What weight_decay does (mean ± std over 2 seed(s))" in titles
+    assert "What weight decay does (mean ± std over 2 seed(s))" in titles
     assert "Accuracy over seeds: validation solid · train dotted · ± std · ★ best" in titles
 
 

@@ -36,7 +36,7 @@ def test_variant_defaults_and_overrides():
         ({"lr": 1e9}, "learning rate"),
         ({"batch_size": 0}, "batch size"),
         ({"seed": -1}, "seed"),
-        ({"train_limit": 0}, "subset"),
+        ({"train_limit": 0}, "training images"),
         ({"device": "tpu"}, "device"),
     ],
 )
