@@ -30,7 +30,7 @@ bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the serv
 bench-sandbox: $(READY)  ## the sandbox's mouse-up-to-answers time in headless Chromium (median of 10 strokes)
 	$(PY) -m benchmarks.sandbox
 
-reproduce: $(READY)  ## the notebook's five runs x 3 seeds; rewrites RESULTS.md and artifacts/pretrained (~1 h on a CPU)
+reproduce: $(READY)  ## every variant on full data x 3 seeds; rewrites RESULTS.md and artifacts/pretrained (~1 h on a CPU)
 	$(PY) -m lenet reproduce --seeds 3 --publish
 
 lint: $(READY)  ## fix what ruff can fix, format

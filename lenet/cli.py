@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a list with one object per model")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("reproduce", help="train the notebook's five runs and compare with its table")
+    p = sub.add_parser(
+        "reproduce", help="train every variant on full data and compare with the notebook's table"
+    )
     p.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1); reruns resume")
     p.add_argument("--epochs", type=int, help="override every run's epochs (quick checks only)")
     p.add_argument("--train-limit", type=int, help="train on a subset (quick checks only)")
