@@ -397,7 +397,7 @@ def config_flags(parser: argparse.ArgumentParser, scope: str, prefix: str = "") 
         if knob.flag is None or (scope == "every" and knob.flag != "every"):
             continue
         bounds = f"; {knob.bounds_text()}" if knob.bounds_text() else ""
-        text = f"{prefix}{knob.help} ({default_text(name)}{bounds})"
+        text = f"{prefix}{knob.help} ({default_text(name)}{bounds})".replace("%", "%%")  # argparse
         flag = "--" + name.replace("_", "-")
         if knob.kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
