@@ -240,6 +240,19 @@ class TrainConfig:
         sweepable=True,
         column=True,
     )
+    label_smoothing: float = _knob(
+        0.0,
+        "Label smoothing",
+        "share of each training target spread evenly over all ten classes, so that the model is "
+        "never pushed towards 100% confidence (0 is off)",
+        float,
+        short="smoothing",
+        low=0,
+        high=0.5,
+        step=0.05,
+        sweepable=True,
+        column=True,
+    )
     augment: bool = _knob(
         False,
         "Augmentation",

@@ -224,7 +224,7 @@ def train(
             if augment is not None:  # training batches only: validation and test stay as they are
                 images = data.augment_batch(images, augment, SHIFT_PIXELS)
             logits = model(images)
-            loss = F.cross_entropy(logits, labels)
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -232,6 +232,10 @@ def train(
             preds = logits.detach().argmax(dim=1)
             epoch_preds.append(preds)
             epoch_labels.append(labels)
+            # Reported: the plain cross-entropy, comparable with validation's and with other runs'
+            # (a smoothed target cannot be met exactly, so its loss never falls near 0).
+            if config.label_smoothing:
+                loss = F.cross_entropy(logits.detach(), labels)
             batch_loss = loss.detach() * len(labels)
             epoch_loss += batch_loss
             window_loss += batch_loss

@@ -130,3 +130,13 @@ register(
     color="#9d755d",
     defaults={"augment": True},
 )
+
+
+register(
+    "label_smoothing",
+    title="Label smoothing",
+    summary="Trains towards 91% on the true class and 1% on each other one instead of 100%: the "
+    "model is never pushed to be certain, so memorizing each training image pays off less.",
+    color="#bcbd22",
+    defaults={"label_smoothing": 0.1},
+)

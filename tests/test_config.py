@@ -47,20 +47,24 @@ def test_a_field_that_needs_a_layer_is_refused_without_it():
             TrainConfig(variant=without, **{name: value}).validated()
 
 
-def _flags(command: str) -> dict[str, str]:
-    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
-    return {a.dest: a.help for a in sub._actions if a.option_strings}
+def _command(name: str):
+    return next(a for a in build_parser()._actions if a.dest == "command").choices[name]
+
+
+def _flags(command: str) -> set[str]:
+    return {a.dest for a in _command(command)._actions if a.option_strings}
 
 
 def test_cli_flags_come_from_the_declaration():
     train, sweep, preset = _flags("train"), _flags("sweep"), _flags("preset")
+    shown = " ".join(_command("train").format_help().split())  # --help, as printed
     for name, knob in KNOBS.items():
         assert (name in train) == (knob.flag is not None), name
         assert (name in sweep) == (name in preset) == (knob.flag == "every"), name
         if name in train:
-            assert knob.help in train[name]
-    assert {"dropout", "patience"} <= set(train)
-    assert "l2_optimized: 20" in train["epochs"]  # a variant's own default is said where it differs
+            assert knob.help in shown and "--" + name.replace("_", "-") in shown
+    assert {"dropout", "patience", "label_smoothing"} <= train
+    assert "(default 12; l2_optimized: 20; from 1 to 200)" in shown  # a variant's own defaults too
 
 
 def test_sweep_choices_and_columns_come_from_the_declaration():

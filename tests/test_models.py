@@ -12,7 +12,7 @@ from lenet.models import (
 from lenet.variants import register
 
 
-def test_registry_holds_the_notebooks_five_variants_then_two_more_regularizers():
+def test_registry_holds_the_notebooks_five_variants_then_three_more_regularizers():
     assert list_models() == [
         "baseline",
         "dropout",
@@ -21,9 +21,11 @@ def test_registry_holds_the_notebooks_five_variants_then_two_more_regularizers()
         "batch_norm",
         "early_stopping",
         "augment",
+        "label_smoothing",
     ]
     assert get_variant("early_stopping").defaults == {"patience": 5}
     assert get_variant("augment").defaults == {"augment": True}
+    assert get_variant("label_smoothing").defaults == {"label_smoothing": 0.1}
     assert [n for n in list_models() if get_variant(n).notebook] == list_models()[:5]
     assert get_variant("l2").defaults == {"weight_decay": 0.01}
     assert get_variant("l2_optimized").defaults == {"weight_decay": 0.001, "epochs": 20}

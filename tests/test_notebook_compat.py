@@ -1,11 +1,14 @@
 """Checkpoints move both ways between this project and the original notebook's LeNet5V1."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from lenet import artifacts
-from lenet.models import create_model
+from lenet.cli import main
+from lenet.models import create_model, get_variant, list_models
 
 
 class LeNet5V1(nn.Module):
@@ -73,12 +76,32 @@ def test_notebook_pth_loads_with_inferred_variant(tmp_path, variant):
     torch.testing.assert_close(model(x), notebook(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", list(NOTEBOOK_KWARGS))
+def _notebook_layout(variant: str) -> LeNet5V1:
+    """The notebook's model with the layers the variant has (every variant is one of its layouts)."""
+    facts = get_variant(variant)
+    return LeNet5V1(use_dropout=facts.dropout, use_batch_norm=facts.batch_norm)
+
+
+@pytest.mark.parametrize("variant", list_models())
 def test_our_checkpoint_loads_into_the_notebook_model(tmp_path, variant):
     torch.manual_seed(1)
     ours = create_model(variant).eval()
     path = artifacts.save_checkpoint(ours, {"variant": variant}, tmp_path / "ours.pth")
-    notebook = LeNet5V1(**NOTEBOOK_KWARGS[variant]).eval()
+    notebook = _notebook_layout(variant).eval()
     notebook.load_state_dict(torch.load(path, weights_only=True))  # strict: every key matches
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(notebook(x), ours(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_label_smoothing_run_from_the_cli_loads_into_the_notebook_model(capsys, idx_dir, workspace):
+    code = main(
+        ["train", "--variant", "label_smoothing", "--epochs", "1", "--train-limit", "400"]
+        + ["--data-dir", str(idx_dir), "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["config"]["label_smoothing"] == 0.1
+    notebook = _notebook_layout("label_smoothing").eval()
+    notebook.load_state_dict(torch.load(report["checkpoint"], weights_only=True))
+    ours, _ = artifacts.load_checkpoint(report["checkpoint"])
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(notebook(x), ours(x), rtol=1e-5, atol=1e-6)

@@ -218,3 +218,20 @@ def test_training_on_blocks_gives_the_metrics_of_the_plain_layers(small_splits, 
         for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             assert getattr(mine, name) == pytest.approx(getattr(theirs, name), abs=1e-4), (mine.epoch, name)
     assert fast.test.confusion_matrix == plain.test.confusion_matrix
+
+
+def test_label_smoothing_reports_the_plain_loss_and_makes_the_model_less_sure(small_splits):
+    # Weights that barely move: the reported training loss is the plain cross-entropy, as without
+    # smoothing (a smoothed loss would read higher), so the train and validation curves compare.
+    still = {s: train(TrainConfig(epochs=1, lr=1e-12, label_smoothing=s), small_splits) for s in (0.0, 0.3)}
+    assert still[0.3].history[0].train_loss == pytest.approx(still[0.0].history[0].train_loss, rel=1e-4)
+
+    plain = train(TrainConfig(epochs=8, lr=3e-3), small_splits)
+    smoothed = train(TrainConfig.for_variant("label_smoothing", epochs=8, lr=3e-3), small_splits)
+    with torch.no_grad():
+        sureness = {
+            name: torch.softmax(result.model(small_splits.val.images), dim=1).amax(dim=1).mean().item()
+            for name, result in (("plain", plain), ("smoothed", smoothed))
+        }
+    assert sureness["smoothed"] < sureness["plain"] - 0.02
+    assert sureness["smoothed"] <= 0.91 + 0.01  # its target for the true class: 0.9 + 0.1/10
