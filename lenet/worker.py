@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -143,6 +144,9 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
                 env=env,
                 start_new_session=True,  # outlives the dashboard's script run and its session
             )
+        # Whoever started it (the dashboard, a CLI waiting for its runs) lives on after it exits:
+        # without a wait() the exited worker would stay a zombie for as long.
+        threading.Thread(target=process.wait, name=f"reap-worker-{process.pid}", daemon=True).start()
         # Counted as live from now on, so a second call a moment later does not start another;
         # if it dies before its first heartbeat, it goes stale like any dead worker.
         store.register_worker(process.pid)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -364,6 +365,16 @@ def test_ensure_workers_fills_the_pool_only_as_far_as_needed(workspace, store, w
     assert log.count("training run") == 3
     for pid in workspace.store.live_workers():  # they would idle for a minute before leaving
         os.kill(pid, signal.SIGTERM)
+
+
+def test_a_worker_started_from_a_long_lived_process_leaves_no_zombie(workspace, store, worker_env):
+    """This test's process is the long-lived one (like the dashboard's server): a worker it started
+    and that exited is reaped, not left in the process table as a zombie."""
+    run_id = store.enqueue(TrainConfig(**TINY))
+    [pid] = ensure_workers(workspace, PoolSettings(parallel_runs=1, threads_per_run=1))
+    wait_until(lambda: store.get_run(run_id)["status"] == "finished")
+    os.kill(pid, signal.SIGTERM)  # it would idle for a minute before leaving
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)  # a zombie keeps its /proc entry
 
 
 @pytest.mark.parametrize(
