@@ -479,8 +479,10 @@ def _load_uploaded(name: str, payload: bytes):
 
 
 def mirrored_accuracy(path: str) -> float:
-    """The model's accuracy on the test images flipped left-right (cached per checkpoint version)."""
-    return _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
+    """The model's accuracy on the test images flipped left-right: from its metadata (measured when
+    it finished), else measured now and cached per checkpoint version (older or foreign files)."""
+    measured = load_checkpoint(path)[1].get("mirrored_test_accuracy")
+    return measured if measured is not None else _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -492,7 +494,13 @@ def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
 
 
 def mistakes(path: str, limit: int = 24):
-    """The model's most confident test-set mistakes (cached per checkpoint file version)."""
+    """The model's most confident test-set mistakes: from its metadata (found when it finished),
+    else found now and cached per checkpoint version."""
+    from lenet.analysis import Mistake
+
+    found = load_checkpoint(path)[1].get("mistakes")
+    if found is not None:
+        return [Mistake(**m) for m in found[:limit]]
     return _mistakes(str(path), os.stat(path).st_mtime_ns, limit)
 
 

@@ -86,7 +86,16 @@ def _epoch_ticks(fig: go.Figure, last_epoch) -> None:
         fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(float(last_epoch) / 10)))
 
 
-def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", percent: bool = False):
+def _layout(
+    fig: go.Figure,
+    title: str,
+    y_title: str,
+    x_title: str = "epoch",
+    percent: bool = False,
+    planned_epochs=None,
+):
+    """Title, axes and legend; an epoch axis spans the runs' planned epochs (`planned_epochs`), so
+    that curves grow into it instead of the axis rescaling as epochs arrive."""
     fig.update_layout(
         title=_title(title),
         xaxis_title=x_title,
@@ -97,10 +106,11 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "epoch", pe
     )
     if percent:
         fig.update_yaxes(tickformat=".0%")
+    if planned_epochs == planned_epochs and planned_epochs:  # known, not NaN
+        fig.update_xaxes(range=[0, float(planned_epochs) + 0.5])
+        _epoch_ticks(fig, planned_epochs)
     if not fig.data:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
         fig.update_yaxes(range=[0, 1] if percent else [0, 2.5])
-        if x_title == "epoch":
-            fig.update_xaxes(range=[0, 10])
     return fig
 
 
@@ -125,7 +135,7 @@ def step_curves(
             )
         )
     title = "Training loss (per step)" if metric == "loss" else "Training accuracy (per step)"
-    return _layout(fig, title, metric, percent=metric == "accuracy")
+    return _layout(fig, title, metric, percent=metric == "accuracy", planned_epochs=_planned(runs))
 
 
 def epoch_curves(
@@ -169,13 +179,18 @@ def epoch_curves(
         best = rows.loc[rows["val_loss"].idxmin()]
         _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
         fig.data[-1].legendgroup = label
-    _epoch_ticks(fig, epochs.loc[epochs["run_id"].isin(runs["id"]), "epoch"].max())
     return _layout(
         fig,
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
         metric,
         percent=metric == "accuracy",
+        planned_epochs=_planned(runs),
     )
+
+
+def _planned(runs: pd.DataFrame):
+    """The most epochs any of these runs will train (None without runs)."""
+    return runs["epochs"].max() if "epochs" in runs and len(runs) else None
 
 
 def _translucent(hex_color: str, alpha: float) -> str:
@@ -252,7 +267,9 @@ def mean_curves(
         name = variant_title(key) if by == "variant" else f"{KNOBS[by].short} {key:g}"
         for split, dash in (("val", "solid"), ("train", "dot")):
             column = per_epoch[f"{split}_{metric}"]
-            label = f"{name} {'validation' if split == 'val' else 'train'} (mean of {seeds})"
+            label = f"{name} {'validation' if split == 'val' else 'train'}" + (
+                f" (mean of {seeds})" if seeds > 1 else ""
+            )
             _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash, group=name)
         best = per_epoch[("val_loss", "mean")].idxmin()
         _star(
@@ -263,30 +280,35 @@ def mean_curves(
             f"{name}: lowest mean validation loss",
         )
     _epoch_ticks(fig, epochs["epoch"].max() if len(epochs) else None)
+    several = merged.groupby(by)["run_id"].nunique().min() > 1 if len(merged) else False
     return _layout(
         fig,
-        f"{metric.capitalize()} over seeds: validation solid · train dotted · ± std · ★ best",
+        f"{metric.capitalize()} over seeds: validation solid · train dotted · ± std · ★ best"
+        if several
+        else f"{metric.capitalize()}, one seed: validation solid · train dotted · ★ best",
         metric,
         percent=metric == "accuracy",
     )
 
 
 def gap_by_variant(rows: list[dict]) -> go.Figure:
-    """The train − validation gap per variant: mean over seeds, error bars one std."""
+    """The train − validation gap per variant: mean over seeds, error bars one std (one seed: none)."""
+    seeds = min((r["seeds"] for r in rows), default=0)
     fig = go.Figure(
         go.Bar(
             x=[r["variant"] for r in rows],
             y=[100 * r["gap"] for r in rows],  # in percentage points, like the tables
-            error_y={"type": "data", "array": [100 * r["gap_std"] for r in rows], "visible": True},
+            error_y={"type": "data", "array": [100 * r["gap_std"] for r in rows], "visible": seeds > 1},
             marker_color=[variant_color(r["variant"]) for r in rows],
             text=[f"{100 * r['gap']:.1f}" for r in rows],
             textposition="outside",
         )
     )
-    seeds = min((r["seeds"] for r in rows), default=0)
     return _layout(
         fig,
-        f"Generalization gap (train − validation), mean of {seeds} seed(s), bars ± 1 std",
+        f"Generalization gap (train − validation), mean of {seeds} seeds, bars ± 1 std"
+        if seeds > 1
+        else "Generalization gap (train − validation), one seed",
         "gap (points)",
         x_title="variant",
     )
@@ -317,7 +339,8 @@ def sweep_chart(rows: list[dict], param: str) -> go.Figure:
     fig.update_xaxes(type="category")
     return _layout(
         fig,
-        f"What {KNOBS[param].noun} does (mean ± std over {seeds} seed(s))",
+        f"What {KNOBS[param].noun} does "
+        + (f"(mean ± std over {seeds} seeds)" if seeds > 1 else "(one seed)"),
         "accuracy / gap",
         x_title=KNOBS[param].noun,
         percent=True,
@@ -378,26 +401,34 @@ def gap_panels(epochs: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(tickformat=".0%")
     fig.update_layout(
         title=_title("Train vs validation per run: shaded where train is above validation (overfitting)"),
-        height=300 * rows_n,
-        margin={"t": 70, "b": 10},
+        height=300 * rows_n + 40,
+        margin={"t": 120, "b": 10},  # the title, its subtitle, then the panels' own titles
     )
     return fig
 
 
-def test_accuracy_bars(runs: pd.DataFrame) -> go.Figure:
-    runs = runs.dropna(subset=["test_accuracy"])
+def test_accuracy_dots(runs: pd.DataFrame) -> go.Figure:
+    """Each run's test accuracy as a dot on a shared scale: a dot's position, unlike a bar's length,
+    does not pretend the axis starts at 0, so a zoomed axis shows differences without exaggerating."""
+    runs = runs.dropna(subset=["test_accuracy"]).sort_values("test_accuracy")
     fig = go.Figure(
-        go.Bar(
-            x=[run_label(r) for _, r in runs.iterrows()],
-            y=runs["test_accuracy"],
-            marker_color=[variant_color(v) for v in runs["variant"]],
+        go.Scatter(
+            x=runs["test_accuracy"],
+            y=[run_label(r) for _, r in runs.iterrows()],
+            mode="markers+text",
+            marker={"size": 14, "color": [variant_color(v) for v in runs["variant"]]},
             text=[f"{100 * a:.1f}%" for a in runs["test_accuracy"]],
-            textposition="outside",
+            textposition="middle right",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
         )
     )
-    low = max(0.0, float(runs["test_accuracy"].min()) - 0.05) if len(runs) else 0.0
-    fig.update_yaxes(range=[low, 1.0], tickformat=".0%")
-    return _layout(fig, "Test accuracy (measured once, after training)", "test accuracy", x_title="run")
+    scores = runs["test_accuracy"].astype(float)
+    low, high = (scores.min(), scores.max()) if len(runs) else (0.0, 1.0)
+    pad = max(0.01, (high - low) * 0.25)  # and room for the labels right of the dots
+    fig.update_xaxes(range=[max(0.0, low - pad), min(1.0, high + 2 * pad)], tickformat=".0%")
+    _layout(fig, "Test accuracy (measured once, after training)", "", x_title="test accuracy")
+    fig.update_layout(height=max(260, 90 + 36 * len(runs)), showlegend=False, hovermode="closest")
+    return fig
 
 
 def confusion_matrix_figure(matrix: list[list[int]], title: str = "Confusion matrix") -> go.Figure:

@@ -20,10 +20,10 @@ from importlib.metadata import version
 
 import torch
 
-from . import __version__, artifacts, data
+from . import __version__, analysis, artifacts, data
 from .models import get_variant
 from .store import HEARTBEAT_INTERVAL_S, Store
-from .train import EpochMetrics, StepMetrics, TrainConfig, TrainResult, make_run_splits, train
+from .train import EpochMetrics, StepMetrics, TrainConfig, TrainResult, evaluate, make_run_splits, train
 from .workspace import Workspace
 
 
@@ -91,6 +91,9 @@ def build_metadata(result: TrainResult, *, name: str, run_id: int, splits: data.
         "test_loss": test.loss if test else None,
         "per_class_accuracy": test.per_class_accuracy if test else None,
         "confusion_matrix": test.confusion_matrix if test else None,
+        # what Results shows of a run, computed once here rather than when a page first opens it
+        "mirrored_test_accuracy": evaluate(result.model, splits.test.mirrored()).accuracy if test else None,
+        "mistakes": [asdict(m) for m in analysis.mistakes(result.model, splits.test)] if test else None,
         "train_seconds": result.seconds,
         "device": result.device,
         "dataset": {"fingerprint": splits.fingerprint, "source": splits.source},

@@ -121,7 +121,7 @@ if not compare.empty:
     ui.chart(charts.epoch_curves(epochs, compare, "loss"), "cmp_loss", right)
     ui.chart(charts.gap_panels(epochs, compare), "cmp_gap")
     if compare["test_accuracy"].notna().any():
-        ui.chart(charts.test_accuracy_bars(compare), "cmp_test")
+        ui.chart(charts.test_accuracy_dots(compare), "cmp_test")
 
     with st.expander("What did regularization do to the weights?"):
         models = {

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenet import CLASSES, analysis, artifacts, charts
+from lenet import CLASSES, analysis, artifacts, charts, tables
 from lenet.models import create_model, list_models
 
 
@@ -36,10 +36,11 @@ def test_epoch_curves_and_gap_panels(runs):
     assert len(panels.data) == 6  # validation, shaded gap and train per run
 
 
-def test_test_accuracy_bars_and_confusion_matrix(runs):
+def test_test_accuracy_dots_and_confusion_matrix(runs):
     _, runs = runs
-    bars = charts.test_accuracy_bars(runs)
-    assert list(bars.data[0].y) == runs["test_accuracy"].tolist()
+    dots = charts.test_accuracy_dots(runs)
+    assert dots.data[0].type == "scatter" and dots.data[0].mode == "markers+text"  # not bars on a cut axis
+    assert list(dots.data[0].x) == sorted(runs["test_accuracy"].tolist())
     metadata = artifacts.read_metadata(runs.iloc[0]["checkpoint"])
     heat = charts.confusion_matrix_figure(metadata["confusion_matrix"])
     assert np.asarray(heat.data[0].text).sum() == 200  # every test image counted once
@@ -178,5 +179,21 @@ def test_charts_with_nothing_to_draw_yet_have_sensible_axes():
     queued = pd.DataFrame([{"id": 1, "name": "q", "variant": "baseline", "total_steps": None, "epochs": 12}])
     accuracy = charts.step_curves(no_steps, queued, "accuracy")
     assert not accuracy.data and list(accuracy.layout.yaxis.range) == [0, 1]
-    assert list(accuracy.layout.xaxis.range) == [0, 10]
+    assert list(accuracy.layout.xaxis.range) == [0, 12.5]  # the run's 12 epochs
+    four = queued.assign(epochs=4)
+    empty_epochs = pd.DataFrame(columns=["run_id", "epoch", "val_accuracy", "train_accuracy", "val_loss"])
+    assert list(charts.epoch_curves(empty_epochs, four).layout.xaxis.range) == [0, 4.5]
     assert list(charts.step_curves(no_steps, queued, "loss").layout.yaxis.range) == [0, 2.5]
+
+
+def test_one_seed_says_so_without_a_spread():
+    row = {"variant": "baseline", "seeds": 1, "gap": 0.03, "gap_std": 0.0}
+    for metric in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        row[metric], row[metric + "_std"] = 0.9, 0.0
+    gap = charts.gap_by_variant([row])
+    assert gap.layout.title.text.endswith("one seed") and not gap.data[0].error_y.visible
+    summary = tables.summary_table([row], "variant")
+    assert summary["test %"].tolist() == ["90.0"]  # no "± 0.0"
+    assert tables.summary_table([{**row, "seeds": 3, "test_accuracy_std": 0.004}], "variant")[
+        "test %"
+    ].tolist() == ["90.0 ± 0.4"]

@@ -9,8 +9,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import ui
+from lenet import artifacts
 from lenet.presets import PRESETS
 from lenet.train import TrainConfig
+
+from conftest import train_in_process
 
 PAGES = [page.path for page in ui.PAGES]
 
@@ -158,6 +161,33 @@ def test_results_table_lists_the_seeded_runs(seeded):
     assert len(app.get("plotly_chart")) >= 4  # curves, gap panels, test bars, confusion matrix...
 
 
+def test_the_mistakes_gallery_and_mirrored_accuracy_were_measured_when_the_run_finished(
+    trained, idx_dir, monkeypatch, worker_requests
+):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    st.cache_resource.clear()
+    store = trained.store
+    untrained = train_in_process(trained, TrainConfig(epochs=1, lr=1e-9, batch_size=100), idx_dir)
+    metadata = artifacts.read_metadata(store.get_run(untrained)["checkpoint"])
+    found = metadata["mistakes"]
+    assert found and [m["confidence"] for m in found] == sorted(
+        (m["confidence"] for m in found), reverse=True
+    )
+    assert all(m["true_class"] != m["predicted_class"] for m in found)
+    assert 0 <= metadata["mirrored_test_accuracy"] <= 1
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("evaluated the model when the page opened")
+
+    monkeypatch.setattr("lenet.analysis.mistakes", not_now)
+    monkeypatch.setattr("lenet.train.evaluate", not_now)
+    app = open_page("pages/results.py")
+    app.selectbox(key="run").select(untrained).run()
+    assert not app.exception
+    shown = [c.value for c in app.caption if "true:" in c.value]
+    assert len(shown) == min(24, len(found)) and shown[0].startswith(f"**{found[0]['predicted_class']}**")
+
+
 def test_results_delete_removes_run_and_files(seeded):
     store, finished, _ = seeded
     checkpoint = store.get_run(finished[0])["checkpoint"]
@@ -286,7 +316,7 @@ def test_results_show_a_sweep_its_chart_and_findings(isolated_home, idx_dir, wor
     summary = app.dataframe[0].value
     assert summary["weight decay"].tolist() == ["0", "0.3"] and set(summary["seeds"]) == {2}
     titles = chart_titles(app)
-    assert "What weight decay does (mean ± std over 2 seed(s))" in titles
+    assert "What weight decay does (mean ± std over 2 seeds)" in titles
     assert "Accuracy over seeds: validation solid · train dotted · ± std · ★ best" in titles
 
 
@@ -321,10 +351,10 @@ def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
     assert not app.exception
     assert any(m.value.startswith("- Best test accuracy:") for m in app.markdown)
     summary = app.dataframe[0].value
-    assert summary["variant"].tolist() == list(PRESETS["quick_demo"].configs()[i].variant for i in range(7))
+    assert summary["variant"].tolist() == [c.variant for c in PRESETS["quick_demo"].configs()]
     assert all("±" in cell for cell in summary["gap (points)"])
     titles = chart_titles(app)
-    assert "Generalization gap (train − validation), mean of 2 seed(s), bars ± 1 std" in titles
+    assert "Generalization gap (train − validation), mean of 2 seeds, bars ± 1 std" in titles
     assert "Loss over seeds: validation solid · train dotted · ± std · ★ best" in titles
 
 
