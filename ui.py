@@ -28,7 +28,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from lenet import charts
 from lenet.catalog import CheckpointError
 from lenet.config import KNOBS, TrainConfig
-from lenet.store import ACTIVE, RunStateError, in_training_order
+from lenet.records import Run, RunStatus, in_training_order
+from lenet.store import RunStateError
 from lenet.workspace import Workspace, home_from_env
 
 # Heavy imports (torch, the network, the data) wait until a page needs a model or the images: the
@@ -200,8 +201,8 @@ def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S, revisi
 
 
 class RunsNow(NamedTuple):
-    runs: pd.DataFrame  # every run, newest first
-    active: list[dict]  # running, then queued, in training order: plain rows each viewer draws
+    runs: list[Run]  # every run, newest first
+    active: list[Run]  # running, then queued, in training order
 
 
 def runs_now() -> RunsNow:
@@ -209,7 +210,7 @@ def runs_now() -> RunsNow:
 
     def build() -> RunsNow:
         runs = workspace().store.list_runs()
-        return RunsNow(runs, in_training_order(runs[runs["status"].isin(ACTIVE)]).to_dict("records"))
+        return RunsNow(runs, in_training_order([run for run in runs if run.status.active]))
 
     return shared_view(("runs",), build, max_age_s=0.5)
 
@@ -280,13 +281,18 @@ def require_teacher() -> None:
         raise PermissionError("only the teacher can change stored runs")
 
 
-def teacher_action(change, *args) -> None:
-    """A button's on_click: the change runs before the rerun, so the redrawn view already shows it."""
+def teacher_action(change, *args, then=None) -> None:
+    """A button's on_click, and the one way a page changes stored state: the teacher's change runs
+    before the rerun, so the redrawn view already shows it; `then()` follows a change that worked.
+    A change the store refuses (the run finished between the last refresh and the click) is a toast."""
     require_teacher()
     try:
         change(*args)
-    except RunStateError as e:  # e.g. the run finished between the last refresh and the click
+    except RunStateError as e:
         st.toast(str(e))
+    else:
+        if then is not None:
+            then()
     _shared_views().clear()
 
 
@@ -450,15 +456,15 @@ def sidebar_status() -> None:
     if not active:
         st.caption("Nothing is training.")
         return
-    running = [run for run in active if run["status"] == "running"]
+    running = [run for run in active if run.status == RunStatus.RUNNING]
     st.caption(f"{len(running)} training, {len(active) - len(running)} queued")
     for run in running:
-        st.progress(float(run["progress"]), text=f"{run['name']}: {run_state(run)}")
+        st.progress(run.progress, text=f"{run.name}: {run_state(run)}")
 
 
-def run_state(run) -> str:
+def run_state(run: Run) -> str:
     """'ETA 1 min 07 s', or 'stopping' once a stop was asked for."""
-    return "stopping after this batch" if run["stop_requested"] else f"ETA {duration(run['eta_s'])}"
+    return "stopping after this batch" if run.stop_requested else f"ETA {duration(run.eta_s)}"
 
 
 def load_uploaded_checkpoint(name: str, payload: bytes):
@@ -519,22 +525,15 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
     the newest run was launched on its own. None when there are no experiments.
     """
     found = store.list_experiments()
-    if found.empty:
+    if not found:
         return None
-    labels = {
-        int(e["id"]): f"#{e['id']} {e['name']} ({int(e['finished'] or 0)}/{e['runs']} finished)"
-        for _, e in found.iterrows()
-    }
+    labels = {e.id: f"#{e.id} {e.name} ({e.finished}/{e.runs} finished)" for e in found}
     if every_run_option:
         labels = {0: "Every run, newest first", **labels}
     ids = list(labels)
     wanted = st.query_params.get("experiment", "")
     if presenting():  # the current experiment only: the one in the URL, else the newest
-        chosen = (
-            int(wanted)
-            if wanted.isdigit() and int(wanted) in labels and int(wanted)
-            else int(found["id"].iloc[0])
-        )
+        chosen = int(wanted) if wanted.isdigit() and int(wanted) in labels and int(wanted) else found[0].id
         st.query_params["experiment"] = str(chosen)
         st.caption(f"Experiment {labels[chosen]}")
         return chosen
@@ -542,7 +541,7 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
         index = ids.index(int(wanted))
     else:
         newest = store.newest_run()
-        on_its_own = every_run_option and (newest is None or newest["experiment_id"] is None)
+        on_its_own = every_run_option and (newest is None or newest.experiment_id is None)
         index = 0 if on_its_own or not every_run_option else 1
     chosen = st.selectbox("Experiment", ids, index=index, format_func=labels.get, key="experiment")
     st.query_params["experiment"] = str(chosen)

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from lenet import experiments
+from lenet.records import ACTIVE, RunStatus
 from lenet.train import TrainConfig
 from lenet.worker import ensure_workers
 from lenet.workspace import REPO_ROOT, Workspace
@@ -83,17 +84,17 @@ def prepare(workspace: Workspace, log) -> int:
         config = TrainConfig.for_variant("l2", weight_decay=0.03, epochs=50, seed=seed)
         store.enqueue(config, name=f"l2-0.03-seed{seed}", experiment_id=experiment_id)
     ensure_workers(workspace)
-    while (finished := len(store.list_runs(("finished",)))) < FINISHED_RUNS:
+    while (finished := len(store.list_runs((RunStatus.FINISHED,)))) < FINISHED_RUNS:
         log(f"  training the finished part of the experiment: {finished}/{FINISHED_RUNS}")
         time.sleep(5)
-    while len(store.list_runs(("running",))) < TRAINING_RUNS:
+    while len(store.list_runs((RunStatus.RUNNING,))) < TRAINING_RUNS:
         time.sleep(0.5)
     return experiment_id
 
 
 def images_trained(workspace: Workspace) -> int:
-    runs = workspace.store.list_runs(("running",))
-    return int((runs["progress"] * runs["total_steps"] * runs["batch_size"]).sum())
+    runs = workspace.store.list_runs((RunStatus.RUNNING,))
+    return sum(run.global_step * run.config.batch_size for run in runs)
 
 
 class Viewers:
@@ -229,10 +230,9 @@ def main(argv=None) -> int:
                     )
                 )
         finally:
-            for run in workspace.store.list_runs(("queued", "running")).itertuples():
-                workspace.store.request_stop(run.id) if run.status == "running" else workspace.store.cancel(
-                    run.id
-                )
+            store = workspace.store
+            for run in store.list_runs(ACTIVE):
+                (store.request_stop if run.status == RunStatus.RUNNING else store.cancel)(run.id)
             server.terminate()
             server.wait(timeout=30)
     baseline = (phases[0]["images_per_s"] + phases[-1]["images_per_s"]) / 2

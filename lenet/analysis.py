@@ -56,6 +56,19 @@ def weight_values(model: nn.Module) -> np.ndarray:
     return torch.cat([w.flatten() for _, w in _weights(model)]).numpy()
 
 
+def weight_report(models: dict[str, tuple[str, nn.Module]]) -> tuple[dict, pd.DataFrame]:
+    """For models labelled {label: (variant, model)}: every weight value per model, and each layer's
+    norms, as `charts.weight_histograms` and `charts.weight_norm_bars` draw them."""
+    values = {label: (variant, weight_values(model)) for label, (variant, model) in models.items()}
+    norms = pd.concat(
+        [
+            layer_norms(model).assign(model=label, variant=variant)
+            for label, (variant, model) in models.items()
+        ]
+    )
+    return values, norms
+
+
 def layer_norms(model: nn.Module) -> pd.DataFrame:
     """L2 norm and mean |w| of each conv/linear layer's weights."""
     return pd.DataFrame(

@@ -26,6 +26,7 @@ from . import data
 from .artifacts import list_checkpoints
 from .models import create_model, list_models
 from .presets import PRESETS
+from .records import RunStatus
 from .train import TrainConfig, resolve_device, train
 from .worker import PoolSettings, available_cores, wait_for_runs
 from .workspace import Workspace
@@ -234,7 +235,7 @@ def preset_wall_time(preset: str, pool: PoolSettings, data_dir: str | None = Non
         elapsed = time.perf_counter() - started
         for pid in workspace.store.live_workers():  # idle now; they would wait a minute to leave
             os.kill(pid, signal.SIGTERM)
-    if any(run["status"] != "finished" for run in runs):
+    if any(run.status != RunStatus.FINISHED for run in runs):
         raise RuntimeError(f"the {preset} preset did not finish under {pool}")
     return elapsed
 

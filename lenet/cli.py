@@ -18,6 +18,7 @@ from . import CLASSES, artifacts, data, tables
 from .config import KNOBS, SWEEPABLE, default_text
 from .models import UnknownVariantError, create_model, list_models
 from .predict import ImageError
+from .records import Run, RunStatus, runs_frame
 from .reproduce import ReproduceError
 from .store import RunStateError
 from .train import ConfigError, TrainConfig, evaluate, make_run_splits
@@ -110,7 +111,7 @@ def cmd_train(args, workspace: Workspace) -> int:
         extra_stop=_stop_on_ctrl_c(),
     )
     bar.close()
-    checkpoint = store.get_run(run_id)["checkpoint"]
+    checkpoint = store.get_run(run_id).checkpoint
     if result.status == "diverged":
         print(f"lenet: {result.message}", file=sys.stderr)
     elif result.message:
@@ -145,7 +146,7 @@ def cmd_train(args, workspace: Workspace) -> int:
 
 
 def cmd_runs(args, workspace: Workspace) -> int:
-    runs = workspace.store.list_runs()
+    runs = runs_frame(workspace.store.list_runs())
     if args.json:
         print(runs.to_json(orient="records", indent=2))
         return 0
@@ -256,11 +257,11 @@ def _runs_progress():
 
     bar = tqdm(total=0, disable=None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs")
 
-    def on_progress(runs: list[dict]) -> None:
-        running = [r["name"] for r in runs if r["status"] == "running"]
-        queued = sum(r["status"] == "queued" for r in runs)
+    def on_progress(runs: list[Run]) -> None:
+        running = [r.name for r in runs if r.status == RunStatus.RUNNING]
+        queued = sum(r.status == RunStatus.QUEUED for r in runs)
         bar.total = len(runs)
-        bar.n = sum(r["progress"] for r in runs)
+        bar.n = sum(r.progress for r in runs)
         bar.set_description(f"training {', '.join(running) or '-'}; {queued} queued", refresh=True)
 
     try:
@@ -304,19 +305,19 @@ def _finish_experiment(workspace: Workspace, experiment_id: int, as_json: bool) 
     from .experiments import run_to_completion, runs_with_history, summary
 
     experiment = workspace.store.get_experiment(experiment_id)
-    print(f"experiment {experiment_id}: {experiment['name']} ({experiment['runs']} runs)", file=sys.stderr)
+    print(f"experiment {experiment_id}: {experiment.name} ({experiment.runs} runs)", file=sys.stderr)
     with _runs_progress() as on_progress:
         runs = run_to_completion(workspace, experiment_id, on_progress)
     if as_json:
-        print(json.dumps(runs_with_history(workspace.store, experiment_id), indent=2))
+        print(json.dumps(runs_with_history(workspace.store.read_experiment(experiment_id)), indent=2))
     else:
-        rows, sentences = summary(workspace.store, experiment_id)
-        print(tables.summary_table(rows, experiment["varies"] or "variant").to_string(index=False))
+        rows, sentences = summary(workspace.store.read_experiment(experiment_id))
+        print(tables.summary_table(rows, experiment.by).to_string(index=False))
         for sentence in sentences:
             print(f"- {sentence}")
-    unfinished = [r for r in runs if r["status"] != "finished"]
+    unfinished = [r for r in runs if r.status != RunStatus.FINISHED]
     for run in unfinished:
-        print(f"lenet: run {run['id']} {run['name']} {run['status']}: {run['message']}", file=sys.stderr)
+        print(f"lenet: run {run.id} {run.name} {run.status}: {run.message}", file=sys.stderr)
     return EXIT_FAILED if unfinished else 0
 
 

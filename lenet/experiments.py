@@ -7,11 +7,12 @@ The dashboard and `python -m lenet preset | sweep` launch through here; the work
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from . import findings
 from .config import KNOBS, SWEEPABLE, ConfigError, TrainConfig
 from .presets import PRESETS
+from .records import ExperimentRuns, Run, RunStatus
 from .store import Store
 from .variants import get_variant
 from .workspace import Workspace
@@ -101,54 +102,51 @@ def launch_sweep(
 def run_to_completion(
     workspace: Workspace,
     experiment_id: int,
-    on_progress: Callable[[list[dict]], None] = lambda runs: None,
-) -> list[dict]:
+    on_progress: Callable[[list[Run]], None] = lambda runs: None,
+) -> list[Run]:
     """Let the worker pool train the experiment's runs; return them when all have ended."""
-    ids = sorted(workspace.store.list_runs(experiment_id=experiment_id)["id"].tolist())
+    ids = sorted(run.id for run in workspace.store.list_runs(experiment_id=experiment_id))
     from .worker import wait_for_runs  # it starts training processes: only when asked to
 
     return wait_for_runs(workspace, ids, on_progress=on_progress)
 
 
-def runs_with_history(store: Store, experiment_id: int) -> list[dict]:
-    """The experiment's runs, oldest first, each with its per-epoch history (validation loss too)."""
-    experiment = store.get_experiment(experiment_id)
-    runs = store.list_runs(experiment_id=experiment_id).sort_values("id")
-    epochs = store.epoch_metrics(runs["id"].tolist())
-    varies = experiment["varies"]
+def runs_with_history(read: ExperimentRuns) -> list[dict]:
+    """The experiment's runs, oldest first, each with its per-epoch history (validation loss too):
+    what `--json` prints and what `findings` groups."""
+    varies = read.experiment.varies
     result = []
-    for run in runs.to_dict("records"):
-        history = epochs[epochs["run_id"] == run["id"]].drop(columns="run_id").to_dict("records")
+    for run in read.runs:
+        history = [asdict(e) for e in read.epochs[run.id]]
         entry = {
-            key: run[key]
-            for key in (
-                "id",
-                "name",
-                "variant",
-                "seed",
-                "status",
-                "train_accuracy",
-                "val_accuracy",
-                "test_accuracy",
-            )
+            "id": run.id,
+            "name": run.name,
+            "variant": run.variant,
+            "seed": run.config.seed,
+            "status": str(run.status),
+            "train_accuracy": run.train_accuracy,
+            "val_accuracy": run.val_accuracy,
+            "test_accuracy": run.test_accuracy,
+            "experiment_id": read.experiment.id,
+            "seconds": run.train_seconds,
+            "history": history,
+            "best_epoch": min(history, key=lambda h: h["val_loss"])["epoch"] if history else None,
         }
-        entry.update(experiment_id=experiment_id, seconds=run["train_seconds"], history=history)
-        entry["best_epoch"] = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
         if varies and varies != "variant":
-            entry["param"], entry["value"] = varies, run["config"][varies]
-            entry[varies] = run["config"][varies]
+            value = getattr(run.config, varies)
+            entry.update({"param": varies, "value": value, varies: value})
         result.append(entry)
     return result
 
 
-def summary(store: Store, experiment_id: int) -> tuple[list[dict], list[str]]:
+def summary(read: ExperimentRuns) -> tuple[list[dict], list[str]]:
     """Mean ± std per variant (or per swept value) over the finished runs, and findings in words."""
-    varies = store.get_experiment(experiment_id)["varies"] or "variant"
-    finished = [r for r in runs_with_history(store, experiment_id) if r["status"] == "finished"]
+    by = read.experiment.by
+    finished = [r for r in runs_with_history(read) if r["status"] == RunStatus.FINISHED]
     if not finished:
         return [], []
-    rows = findings.aggregate(finished, by=varies)
-    if varies == "variant":
+    rows = findings.aggregate(finished, by=by)
+    if by == "variant":
         return rows, findings.variant_findings(rows)
-    rows.sort(key=lambda r: r[varies])
-    return rows, findings.sweep_findings(rows, varies)
+    rows.sort(key=lambda r: r[by])
+    return rows, findings.sweep_findings(rows, by)

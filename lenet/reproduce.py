@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from . import artifacts, findings
 from .data import Split
 from .models import get_variant, list_models
-from .store import ACTIVE, Store
+from .records import Run, RunStatus
+from .store import Store
 from .train import TrainConfig, evaluate
 from .worker import PoolSettings, wait_for_runs
 from .workspace import Workspace
@@ -60,17 +61,15 @@ def queue_runs(store: Store, configs: list[TrainConfig], data_dir: str | None = 
     """One run id per config: a finished (or still active) reproduce run of the same configuration
     and data if there is one, otherwise a newly queued run."""
     earlier = [
-        run
-        for run in store.list_runs().to_dict("records")
-        if run["source"] == SOURCE and (run["data_dir"] or None) == data_dir
+        run for run in store.list_runs() if run.source == SOURCE and (run.data_dir or None) == data_dir
     ]
     ids = []
     for config in configs:
-        same = [run for run in earlier if run["config"] == config.to_dict()]  # newest first
-        finished = [run for run in same if run["status"] == "finished" and run["checkpoint"]]
-        active = [run for run in same if run["status"] in ACTIVE]
+        same = [run for run in earlier if run.config == config]  # newest first
+        finished = [run for run in same if run.status == RunStatus.FINISHED and run.checkpoint]
+        active = [run for run in same if run.status.active]
         if finished or active:
-            ids.append(int((finished or active)[0]["id"]))
+            ids.append((finished or active)[0].id)
         else:
             name = run_name(config.variant, config.seed)
             ids.append(store.enqueue(config, name, source=SOURCE, data_dir=data_dir))
@@ -84,34 +83,34 @@ def reproduce(
     data_dir: str | None = None,
     overrides: dict | None = None,
     pool: PoolSettings | None = None,
-    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+    on_progress: Callable[[list[Run]], None] = lambda runs: None,
     poll_s: float = 1.0,
 ) -> list[RunSummary]:
     """Train (or reuse) every variant x seed through the store; one summary per run."""
     run_ids = queue_runs(workspace.store, configs_for(seeds, overrides), data_dir)
     runs = wait_for_runs(workspace, run_ids, pool=pool, on_progress=on_progress, poll_s=poll_s)
-    unfinished = [run for run in runs if run["status"] != "finished"]
+    unfinished = [run for run in runs if run.status != RunStatus.FINISHED]
     if unfinished:
-        listed = "; ".join(f"run {r['id']} {r['name']} {r['status']} ({r['message']})" for r in unfinished)
+        listed = "; ".join(f"run {r.id} {r.name} {r.status} ({r.message})" for r in unfinished)
         raise ReproduceError(f"{listed}. Run reproduce again to train what is missing.")
     mirrored = workspace.load_test(data_dir).split.mirrored()
     return [_summary(run, mirrored) for run in runs]
 
 
-def _summary(run: dict, mirrored_test: Split) -> RunSummary:
-    model, _ = artifacts.load_checkpoint(run["checkpoint"])
+def _summary(run: Run, mirrored_test: Split) -> RunSummary:
+    model, _ = artifacts.load_checkpoint(run.checkpoint)
     return RunSummary(
-        run_id=run["id"],
-        variant=run["variant"],
-        seed=run["seed"],
-        epochs=run["epochs"],
-        weight_decay=run["weight_decay"],
-        train_accuracy=run["train_accuracy"],
-        val_accuracy=run["val_accuracy"],
-        test_accuracy=run["test_accuracy"],
+        run_id=run.id,
+        variant=run.variant,
+        seed=run.config.seed,
+        epochs=run.config.epochs,
+        weight_decay=run.config.weight_decay,
+        train_accuracy=run.train_accuracy,
+        val_accuracy=run.val_accuracy,
+        test_accuracy=run.test_accuracy,
         mirrored_test_accuracy=evaluate(model, mirrored_test).accuracy,
-        seconds=run["train_seconds"],
-        checkpoint=run["checkpoint"],
+        seconds=run.train_seconds,
+        checkpoint=run.checkpoint,
     )
 
 

@@ -23,7 +23,7 @@ import torch
 from . import __version__, analysis, artifacts, data
 from .models import get_variant
 from .store import HEARTBEAT_INTERVAL_S, Store
-from .train import EpochMetrics, StepMetrics, TrainConfig, TrainResult, evaluate, make_run_splits, train
+from .train import EpochMetrics, StepMetrics, TrainResult, evaluate, make_run_splits, train
 from .workspace import Workspace
 
 
@@ -130,12 +130,11 @@ def execute_run(
 
 
 def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainResult:
-    store, run_id = workspace.store, run["id"]
-    config = TrainConfig.from_dict(run["config"])
+    store, run_id, config = workspace.store, run.id, run.config
     init_state = None
     if config.init_from:
         init_state = artifacts.load_checkpoint(config.init_from)[0].state_dict()
-    splits = splits or make_run_splits(config, workspace.load_raw(run["data_dir"]))
+    splits = splits or make_run_splits(config, workspace.load_raw(run.data_dir))
 
     def step(metrics: StepMetrics) -> None:
         store.record_step(run_id, metrics)
@@ -158,8 +157,8 @@ def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> 
         )
     checkpoint = None
     if result.model is not None:
-        metadata = build_metadata(result, name=run["name"], run_id=run_id, splits=splits)
-        path = workspace.checkpoint_path(run_id, run["name"])
+        metadata = build_metadata(result, name=run.name, run_id=run_id, splits=splits)
+        path = workspace.checkpoint_path(run_id, run.name)
         checkpoint = str(artifacts.save_checkpoint(result.model, metadata, path))
     message = result.message
     if result.status == "stopped" and checkpoint is None:

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from .catalog import metadata_path
-from .config import CONFIG_COLUMNS, EpochMetrics, StepMetrics, TrainConfig
+from .config import EpochMetrics, StepMetrics, TrainConfig
+from .records import ACTIVE, Experiment, ExperimentRuns, Run, RunStatus, in_training_order  # noqa: F401
+from .schema import MIGRATIONS
 
-STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")
-ACTIVE = ("queued", "running")
 HEARTBEAT_INTERVAL_S = 2.0
 
 
@@ -31,82 +31,10 @@ def heartbeat_timeout_s() -> float:
     return float(os.environ.get("LENET_HEARTBEAT_TIMEOUT", "15"))
 
 
-# Each entry upgrades the schema by one version (PRAGMA user_version); never edit a shipped entry.
-MIGRATIONS = [
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        variant TEXT NOT NULL,
-        config TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'queued',
-        source TEXT NOT NULL DEFAULT 'queue',
-        created_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        heartbeat_at REAL,
-        worker_pid INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        stop_requested INTEGER NOT NULL DEFAULT 0,
-        global_step INTEGER NOT NULL DEFAULT 0,
-        total_steps INTEGER,
-        eta_s REAL,
-        epochs_completed INTEGER NOT NULL DEFAULT 0,
-        train_accuracy REAL,
-        val_accuracy REAL,
-        test_accuracy REAL,
-        train_seconds REAL,
-        checkpoint TEXT,
-        message TEXT
-    );
-    CREATE INDEX runs_status ON runs(status);
-    CREATE TABLE epoch_metrics (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        epoch INTEGER NOT NULL,
-        train_loss REAL, train_accuracy REAL, val_loss REAL, val_accuracy REAL, seconds REAL,
-        PRIMARY KEY (run_id, epoch)
-    );
-    CREATE TABLE step_metrics (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        global_step INTEGER NOT NULL,
-        epoch INTEGER NOT NULL,
-        loss REAL, accuracy REAL, elapsed_s REAL,
-        PRIMARY KEY (run_id, global_step)
-    );
-    CREATE TABLE workers (
-        pid INTEGER PRIMARY KEY,
-        started_at REAL NOT NULL,
-        heartbeat_at REAL NOT NULL
-    );
-    """,
-    # the dataset folder a run was asked to train on (NULL: the workspace's usual sources)
-    "ALTER TABLE runs ADD COLUMN data_dir TEXT",
-    # experiments: one launch of several runs (a preset, a sweep, repeats over seeds)
-    """
-    CREATE TABLE experiments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        varies TEXT,
-        created_at REAL NOT NULL
-    );
-    ALTER TABLE runs ADD COLUMN experiment_id INTEGER REFERENCES experiments(id);
-    CREATE INDEX runs_experiment ON runs(experiment_id)
-    """,
-]
-
 # A running run whose heartbeat is stale reads as interrupted, whoever reads it.
 _EFFECTIVE_STATUS = (
     "CASE WHEN status = 'running' AND heartbeat_at < :stale THEN 'interrupted' ELSE status END"
 )
-
-
-def in_training_order(runs: pd.DataFrame) -> pd.DataFrame:
-    """Running runs first, then the queue oldest first: the order `claim_next` takes them in."""
-    return runs.sort_values(
-        ["status", "id"], key=lambda c: c.map({"running": 0, "queued": 1}) if c.name == "status" else c
-    )
 
 
 class RunStateError(ValueError):
@@ -336,24 +264,36 @@ class Store:
                 )
         return experiment_id
 
-    def list_experiments(self) -> pd.DataFrame:
+    def list_experiments(self) -> list[Experiment]:
         """Experiments, newest first, with how many of their runs are in each state."""
+        return self._experiments("", {})
+
+    def get_experiment(self, experiment_id: int) -> Experiment | None:
+        found = self._experiments("WHERE e.id = :id", {"id": experiment_id})
+        return found[0] if found else None
+
+    def _experiments(self, where: str, values: dict) -> list[Experiment]:
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT e.*, COUNT(r.id) AS runs,"
-                f" SUM(({_EFFECTIVE_STATUS}) IN ('queued', 'running')) AS active,"
-                f" SUM(r.status = 'finished') AS finished"
-                f" FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id"
+                f" COALESCE(SUM(({_EFFECTIVE_STATUS}) IN ('queued', 'running')), 0) AS active,"
+                f" COALESCE(SUM(r.status = 'finished'), 0) AS finished"
+                f" FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id {where}"
                 f" GROUP BY e.id ORDER BY e.id DESC",
-                {"stale": time.time() - heartbeat_timeout_s()},
+                {"stale": time.time() - heartbeat_timeout_s(), **values},
             ).fetchall()
-        columns = ["id", "name", "kind", "description", "varies", "created_at", "runs", "active", "finished"]
-        return pd.DataFrame([dict(r) for r in rows], columns=columns)
+        return [Experiment(**dict(row)) for row in rows]
 
-    def get_experiment(self, experiment_id: int) -> dict | None:
-        found = self.list_experiments()
-        found = found[found["id"] == experiment_id]
-        return found.iloc[0].to_dict() if len(found) else None
+    def read_experiment(self, experiment_id: int) -> ExperimentRuns | None:
+        """The experiment, its runs oldest first, and every epoch of each: one read."""
+        experiment = self.get_experiment(experiment_id)
+        if experiment is None:
+            return None
+        runs = sorted(self.list_runs(experiment_id=experiment_id), key=lambda run: run.id)
+        epochs = {run.id: [] for run in runs}
+        for row in self.epoch_metrics([run.id for run in runs]).to_dict("records"):
+            epochs[row.pop("run_id")].append(EpochMetrics(**row))
+        return ExperimentRuns(experiment, runs, epochs)
 
     def rename_experiment(self, experiment_id: int, name: str) -> None:
         name = name.strip()
@@ -427,7 +367,7 @@ class Store:
     def finish(
         self,
         run_id: int,
-        status: str,
+        status: RunStatus | str,
         *,
         message: str = "",
         checkpoint: str | None = None,
@@ -435,7 +375,7 @@ class Store:
         train_seconds: float | None = None,
     ) -> None:
         """Final status, metrics and checkpoint path, in one transaction."""
-        if status not in STATUSES or status in ACTIVE:
+        if status not in set(RunStatus) or RunStatus(status).active:
             raise ValueError(f"not a final status: {status!r}")
         if checkpoint is not None:
             checkpoint = os.path.relpath(checkpoint, self.path.parent)
@@ -481,13 +421,13 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def get_run(self, run_id: int) -> dict | None:
+    def get_run(self, run_id: int) -> Run | None:
         with self._connect() as db:
             row = db.execute(
                 f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs WHERE id = :id",
                 {"id": run_id, "stale": time.time() - heartbeat_timeout_s()},
             ).fetchone()
-        return self._run_dict(row) if row else None
+        return self._run(row) if row else None
 
     def revision(self) -> tuple:
         """A cheap fingerprint of everything the views show: it changes whenever a run is added,
@@ -514,27 +454,24 @@ class Store:
                 (time.time() - heartbeat_timeout_s(),),
             ).fetchone()[0]
 
-    def newest_run(self) -> dict | None:
+    def newest_run(self) -> Run | None:
         """The run queued or started last, without reading all the others."""
         with self._connect() as db:
             newest = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
         return None if newest is None else self.get_run(newest)
 
     def list_runs(
-        self, statuses: tuple[str, ...] | None = None, experiment_id: int | None = None
-    ) -> pd.DataFrame:
-        """All runs (of one experiment), newest first, one row each, the config expanded into columns."""
+        self, statuses: tuple[RunStatus, ...] | None = None, experiment_id: int | None = None
+    ) -> list[Run]:
+        """All runs (of one experiment), newest first; `statuses` filters by effective status."""
         where = "" if experiment_id is None else "WHERE experiment_id = :experiment"
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs {where} ORDER BY id DESC",
                 {"stale": time.time() - heartbeat_timeout_s(), "experiment": experiment_id},
             ).fetchall()
-        runs = [self._run_dict(row) for row in rows]
-        if statuses is not None:
-            runs = [r for r in runs if r["status"] in statuses]
-        frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
-        return frame
+        runs = [self._run(row) for row in rows]
+        return runs if statuses is None else [run for run in runs if run.status in statuses]
 
     def epoch_metrics(self, run_ids: list[int] | int) -> pd.DataFrame:
         return self._metrics("epoch_metrics", "epoch", run_ids)
@@ -552,53 +489,14 @@ class Store:
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]
         return pd.DataFrame([dict(r) for r in rows], columns=columns)
 
-    def _run_dict(self, row: sqlite3.Row) -> dict:
-        run = dict(row)
-        run["status"] = run.pop("effective_status")
-        config = json.loads(run["config"])
-        run["config"] = config
-        for key in CONFIG_COLUMNS:
-            run[key] = config.get(key)
-        global_step, total = run.pop("global_step"), run["total_steps"]
-        run["progress"] = global_step / total if total else (1.0 if run["status"] == "finished" else 0.0)
-        if run["train_accuracy"] is not None and run["val_accuracy"] is not None:
-            run["gap"] = run["train_accuracy"] - run["val_accuracy"]
-        else:
-            run["gap"] = None
-        if run["checkpoint"]:
-            run["checkpoint"] = str(self._resolve(run["checkpoint"]))
-        return run
-
-
-RUN_COLUMNS = [
-    "id",
-    "name",
-    "variant",
-    "status",
-    "source",
-    *CONFIG_COLUMNS,
-    "epochs_completed",
-    "progress",
-    "total_steps",
-    "eta_s",
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-    "gap",
-    "train_seconds",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "heartbeat_at",
-    "worker_pid",
-    "attempts",
-    "stop_requested",
-    "checkpoint",
-    "message",
-    "data_dir",
-    "experiment_id",
-    "config",
-]
+    def _run(self, row: sqlite3.Row) -> Run:
+        values = dict(row)
+        values["status"] = RunStatus(values.pop("effective_status"))
+        values["config"] = TrainConfig.from_dict(json.loads(values["config"]))
+        values["stop_requested"] = bool(values["stop_requested"])
+        if values["checkpoint"]:
+            values["checkpoint"] = str(self._resolve(values["checkpoint"]))
+        return Run(**values)
 
 
 def _run_name(config: TrainConfig, varies: str | None, run_id: int) -> str:

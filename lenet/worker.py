@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .records import Run, RunStatus
 from .runs import Heartbeat, execute_run
-from .store import ACTIVE
 from .workspace import REPO_ROOT, Workspace
 
 WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a scheduler tick
@@ -121,8 +121,8 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
     pool = pool or PoolSettings.from_env()
     store = workspace.store
     live = set(store.live_workers())
-    busy = live & set(store.list_runs(("running",))["worker_pid"])
-    queued = len(store.list_runs(("queued",)))
+    busy = live & {run.worker_pid for run in store.list_runs((RunStatus.RUNNING,))}
+    queued = len(store.list_runs((RunStatus.QUEUED,)))
     # idle live workers will take queued runs themselves; start workers only for the rest
     wanted = min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
     started = []
@@ -159,23 +159,23 @@ def wait_for_runs(
     run_ids: list[int],
     *,
     pool: PoolSettings | None = None,
-    on_progress: Callable[[list[dict]], None] = lambda runs: None,
+    on_progress: Callable[[list[Run]], None] = lambda runs: None,
     poll_s: float = 1.0,
-) -> list[dict]:
+) -> list[Run]:
     """Keep the worker pool going until every run has ended; Ctrl-C stops and cancels them."""
     store = workspace.store
     try:
         while True:
             runs = [store.get_run(i) for i in run_ids]
             on_progress(runs)
-            if not any(run["status"] in ACTIVE for run in runs):
+            if not any(run.status.active for run in runs):
                 return runs
             ensure_workers(workspace, pool)
             time.sleep(poll_s)
     except KeyboardInterrupt:
         for run in (store.get_run(i) for i in run_ids):
-            if run["status"] == "queued":
-                store.cancel(run["id"])
-            elif run["status"] == "running":
-                store.request_stop(run["id"])
+            if run.status == RunStatus.QUEUED:
+                store.cancel(run.id)
+            elif run.status == RunStatus.RUNNING:
+                store.request_stop(run.id)
         raise

@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from lenet import charts
-from lenet.store import ACTIVE, in_training_order
+from lenet.records import Run, RunStatus, in_training_order, runs_frame
 
 ui.setup_page(live=True)
 st.title("Live")
@@ -23,12 +23,12 @@ def on_screen():
     def build():
         runs = ui.runs_now().runs
         if experiment_id is not None:
-            runs = runs[runs["experiment_id"] == experiment_id]
-        is_active = runs["status"].isin(ACTIVE)
-        active = in_training_order(runs[is_active])
+            runs = [run for run in runs if run.experiment_id == experiment_id]
+        active = in_training_order([run for run in runs if run.status.active])
         # an experiment is shown whole; "every run" keeps the recent ones
-        shown = pd.concat([active, runs[~is_active].head(RECENT if experiment_id is None else None)])
-        return runs, active.to_dict("records"), shown
+        ended = [run for run in runs if not run.status.active]
+        shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])
+        return runs, active, shown
 
     return ui.shared_view(("live runs", experiment_id), build, max_age_s=0.5)
 
@@ -59,8 +59,8 @@ def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
     )
 
 
-def progress_bars(runs, active: list[dict]) -> None:
-    if runs.empty:
+def progress_bars(runs: list[Run], active: list[Run]) -> None:
+    if not runs:
         st.info(
             "Nothing has been trained yet. Queue runs on the Train page, or launch the quick demo from Home."
         )
@@ -71,25 +71,25 @@ def progress_bars(runs, active: list[dict]) -> None:
         st.info("Nothing of this experiment is training now. Its results are on the Results page.")
     teacher = ui.is_teacher()
     for run in active:
-        if run["status"] != "running":
+        if run.status != RunStatus.RUNNING:
             continue
         bar, stop = st.columns([6, 1])
         # the epoch in progress; after the last one, the final evaluation still runs
-        epoch_text = f"epoch {min(int(run['epochs_completed']) + 1, run['epochs'])}/{run['epochs']}"
+        epoch_text = f"epoch {min(run.epochs_completed + 1, run.epochs)}/{run.epochs}"
         bar.progress(
-            float(run["progress"]),
-            text=f"**{run['name']}** · {epoch_text} · {ui.percent(run['progress'])} · {ui.run_state(run)}",
+            run.progress,
+            text=f"**{run.name}** · {epoch_text} · {ui.percent(run.progress)} · {ui.run_state(run)}",
         )
-        if teacher and not run["stop_requested"]:
+        if teacher and not run.stop_requested:
             stop.button(
                 "Stop",
-                key=f"live_stop_{run['id']}",
+                key=f"live_stop_{run.id}",
                 help="Stop after this batch; keeps the last full epoch.",
                 on_click=ui.teacher_action,
-                args=(ui.workspace().store.request_stop, int(run["id"])),
+                args=(ui.workspace().store.request_stop, run.id),
             )
     # the queue on one line: an empty bar per waiting run was a dozen elements redrawn every second
-    queued = [f"**{run['name']}**" for run in active if run["status"] != "running"]
+    queued = [f"**{run.name}**" for run in active if run.status != RunStatus.RUNNING]
     if queued:
         st.caption(f"Queued, in training order: {', '.join(queued)}")
 
@@ -102,7 +102,7 @@ def status_view() -> None:
 def charts_view(kind: str) -> None:
     """The two per-epoch or the two per-step charts, side by side."""
     runs, _, shown = on_screen()
-    if runs.empty:
+    if not runs:
         return
     for column, figure, n in zip(st.columns(2), live_charts(shown, kind), (0, 1), strict=True):
         column.plotly_chart(figure, key=f"live_{kind}_{n}")

@@ -1,58 +1,59 @@
-import os
-
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 import ui
 from lenet import analysis, charts, experiments, tables
 from lenet.data import DataError
-from lenet.store import RunStateError
+from lenet.records import runs_frame
 
 ui.setup_page()
 st.title("Results")
 store = ui.workspace().store
-runs = store.list_runs()
+runs = runs_frame(store.list_runs())
 if runs.empty:
     st.info("No runs yet. Queue some on the Train page, or launch the quick demo from Home.")
     st.stop()
 
 
-def manage_experiment(experiment: dict) -> None:
-    experiment_id = experiment["id"]
+def forget_experiment() -> None:
+    st.query_params.pop("experiment", None)
+
+
+def manage_experiment(experiment) -> None:
     with st.expander("Rename or delete this experiment"):
-        new_name = st.text_input("Name", value=experiment["name"], key=f"exp_name_{experiment_id}")
-        if st.button("Rename", key="rename_experiment") and new_name != experiment["name"]:
-            try:
-                ui.require_teacher()
-                store.rename_experiment(experiment_id, new_name)
-                st.rerun()
-            except RunStateError as e:
-                st.error(str(e))
-        st.write(f"Deleting removes its {experiment['runs']} runs, their metrics and checkpoints.")
-        if st.button(f"Delete experiment #{experiment_id}", key="delete_experiment"):
-            try:
-                ui.require_teacher()
-                store.delete_experiment(experiment_id)
-                st.query_params.pop("experiment", None)
-                st.rerun()
-            except RunStateError as e:
-                st.error(str(e))
+        name_key = f"exp_name_{experiment.id}"
+        st.text_input("Name", value=experiment.name, key=name_key)
+        st.button(
+            "Rename",
+            key="rename_experiment",
+            on_click=ui.teacher_action,
+            # the name as typed when the button is clicked, not as it was when the page was drawn
+            args=(lambda: store.rename_experiment(experiment.id, st.session_state[name_key]),),
+        )
+        st.write(f"Deleting removes its {experiment.runs} runs, their metrics and checkpoints.")
+        st.button(
+            f"Delete experiment #{experiment.id}",
+            key="delete_experiment",
+            on_click=ui.teacher_action,
+            args=(store.delete_experiment, experiment.id),
+            kwargs={"then": forget_experiment},
+        )
 
 
 # -- one experiment: what it shows, in numbers, charts and words ---------------------------------
 experiment_id = ui.choose_experiment(store)
-if experiment_id is not None:
-    experiment = store.get_experiment(experiment_id)
+read = store.read_experiment(experiment_id) if experiment_id is not None else None
+if read is not None:
+    experiment = read.experiment
     if not ui.presenting():  # on the projector the teacher says it; the chart comes first
-        st.caption(experiment["description"])
-    rows, sentences = experiments.summary(store, experiment_id)
+        st.caption(experiment.description)
+    rows, sentences = experiments.summary(read)
     if not rows:
         st.info("No run of this experiment has finished yet: follow it on the Live page.")
     else:
-        by = experiment["varies"] or "variant"
-        members = runs[(runs["experiment_id"] == experiment_id) & (runs["epochs_completed"] > 0)]
-        epochs = store.epoch_metrics(members["id"].tolist())
+        by = experiment.by
+        members = runs_frame([run for run in read.runs if run.epochs_completed > 0])
+        epochs = read.epochs_frame()
         # the train vs validation curves: under the words when reading, first when presenting
         curves = st.container() if ui.presenting() else None
         st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
@@ -97,10 +98,6 @@ st.download_button(
 
 # -- comparisons ------------------------------------------------------------------------------
 finished = table[table["epochs_completed"] > 0]
-# a checkpoint deleted outside the dashboard leaves its run's metrics, but nothing to load
-finished = finished.assign(
-    has_checkpoint=finished["checkpoint"].map(lambda p: isinstance(p, str) and os.path.exists(p))
-)
 if finished.empty:
     st.stop()
 st.subheader("Compare runs")
@@ -115,7 +112,7 @@ chosen = st.multiselect(
 )
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
-    epochs = ui.workspace().store.epoch_metrics(compare["id"].tolist())
+    epochs = store.epoch_metrics(compare["id"].tolist())
     left, right = st.columns(2)
     ui.chart(charts.epoch_curves(epochs, compare), "cmp_curves", left)
     ui.chart(charts.epoch_curves(epochs, compare, "loss"), "cmp_loss", right)
@@ -130,21 +127,8 @@ if not compare.empty:
             if r["has_checkpoint"]
         }
         if models:
-            ui.chart(
-                charts.weight_histograms(
-                    {
-                        label: (variant, analysis.weight_values(model))
-                        for label, (variant, model) in models.items()
-                    }
-                ),
-                "cmp_hist",
-            )
-            norms = pd.concat(
-                [
-                    analysis.layer_norms(model).assign(model=label, variant=variant)
-                    for label, (variant, model) in models.items()
-                ]
-            )
+            values, norms = analysis.weight_report(models)
+            ui.chart(charts.weight_histograms(values), "cmp_hist")
             ui.chart(charts.weight_norm_bars(norms), "cmp_norms")
 
 # -- one run in detail ------------------------------------------------------------------------
@@ -195,11 +179,9 @@ else:
 if ui.is_teacher():
     with st.expander("Delete this run"):
         st.write(f"Deletes run #{run_id}, its metrics and its checkpoint files. This cannot be undone.")
-        if st.button(f"Delete run #{run_id}", key="delete_run"):
-            try:
-                ui.require_teacher()
-                ui.workspace().store.delete(int(run_id))
-                st.success(f"Deleted run #{run_id}.")
-                st.rerun()
-            except RunStateError as e:
-                st.error(str(e))
+        st.button(
+            f"Delete run #{run_id}",
+            key="delete_run",
+            on_click=ui.teacher_action,
+            args=(store.delete, int(run_id)),
+        )

@@ -6,6 +6,7 @@ import ui
 from lenet import TRAIN_SIZE, experiments
 from lenet.config import KNOBS, SWEEPABLE, ConfigError, TrainConfig, applies, check_train_limit
 from lenet.presets import PRESETS
+from lenet.records import RunStatus
 from lenet.variants import get_variant, list_models
 
 # The one-run form: every numeric or on/off setting a command line can set, as declared
@@ -136,18 +137,18 @@ def queue() -> None:
     for run in runs:
         info, action = st.columns([5, 1])
         with info:
-            if run["status"] == "running":
-                st.progress(float(run["progress"]), text=f"#{run['id']} {run['name']}: {ui.run_state(run)}")
+            if run.status == RunStatus.RUNNING:
+                st.progress(run.progress, text=f"#{run.id} {run.name}: {ui.run_state(run)}")
             else:
-                st.write(f"#{run['id']} {run['name']}: queued ({run['epochs']} epochs)")
-        if not ui.is_teacher() or run["stop_requested"]:
+                st.write(f"#{run.id} {run.name}: queued ({run.epochs} epochs)")
+        if not ui.is_teacher() or run.stop_requested:
             continue
-        running = run["status"] == "running"
+        running = run.status == RunStatus.RUNNING
         action.button(
             "Stop" if running else "Cancel",
-            key=f"{'stop' if running else 'cancel'}_{run['id']}",
+            key=f"{'stop' if running else 'cancel'}_{run.id}",
             on_click=ui.teacher_action,
-            args=(store.request_stop if running else store.cancel, int(run["id"])),
+            args=(store.request_stop if running else store.cancel, run.id),
         )
 
 

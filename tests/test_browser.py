@@ -17,6 +17,7 @@ import torch
 
 from lenet import artifacts
 from lenet.models import create_model
+from lenet.records import runs_frame
 from lenet.train import TrainConfig
 from lenet.workspace import REPO_ROOT, Workspace
 
@@ -311,7 +312,7 @@ def test_presentation_mode_is_readable_from_the_back_row(browser, tmp_path, size
 def test_a_link_with_query_parameters_restores_its_view(browser, tmp_path):
     with serve_dashboard(tmp_path, _experiment_of_three) as url:
         store = Workspace(tmp_path / "home").store
-        runs = store.list_runs().sort_values("id")
+        runs = runs_frame(store.list_runs()).sort_values("id")
         first, middle, last = (f"#{r['id']} {r['name']}" for _, r in runs.iterrows())
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         # two of the three runs compared (by default all three), the oldest in detail (by default the newest)
@@ -399,7 +400,7 @@ def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, 
         [stop] = [b.id for b in teacher.open().elements("button") if b.label == "Stop"]
         forged = [sys.executable, "-c", _FORGED_CLICK, room_url, stop]
         subprocess.run(peer.command(forged), cwd=REPO_ROOT, check=True, timeout=60)
-        assert store.get_run(1)["stop_requested"] == 0 and store.get_run(1)["status"] == "running"
+        assert store.get_run(1).stop_requested == 0 and store.get_run(1).status == "running"
         teacher.click(stop)
-        assert store.get_run(1)["stop_requested"] == 1
+        assert store.get_run(1).stop_requested == 1
         teacher.close()

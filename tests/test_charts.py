@@ -6,11 +6,12 @@ import pytest
 
 from lenet import CLASSES, analysis, artifacts, charts, tables
 from lenet.models import create_model, list_models
+from lenet.records import runs_frame
 
 
 @pytest.fixture
 def runs(trained):
-    return trained.store, trained.store.list_runs()
+    return trained.store, runs_frame(trained.store.list_runs())
 
 
 def test_step_curves_plot_every_logged_step_in_epoch_units(runs):

@@ -6,6 +6,7 @@ import pytest
 
 from lenet.cli import main
 from lenet.models import list_models
+from lenet.records import runs_frame
 
 
 def run_cli(capsys, *args):
@@ -126,7 +127,7 @@ def test_reproduce_trains_through_the_store_and_resumes(capsys, idx_dir, workspa
 
     code, again, err = run_cli(capsys, *args)
     assert code == 0 and again == out  # the same table, from the same runs
-    assert len(workspace.store.list_runs()) == len(runs)  # nothing queued again
+    assert len(runs_frame(workspace.store.list_runs())) == len(runs)  # nothing queued again
     assert {p.name: p.stat().st_mtime_ns for p in workspace.runs_dir.glob("*.pth")} == mtimes
 
 

@@ -9,6 +9,7 @@ from lenet import experiments, findings
 from lenet.cli import main
 from lenet.models import list_models
 from lenet.presets import PRESETS, Preset
+from lenet.records import runs_frame
 from lenet.runs import execute_run
 from lenet.store import RunStateError
 from lenet.train import ConfigError, TrainConfig
@@ -19,7 +20,7 @@ from conftest import train_in_process
 def train_queued(workspace, experiment_id):
     """Train an experiment's queued runs here, oldest first, as the worker pool would."""
     store = workspace.store
-    for run_id in sorted(store.list_runs(("queued",), experiment_id=experiment_id)["id"]):
+    for run_id in sorted(runs_frame(store.list_runs(("queued",), experiment_id=experiment_id))["id"]):
         assert store.claim_next(os.getpid(), max_running=100) == run_id
         execute_run(workspace, run_id)
 
@@ -41,13 +42,13 @@ def finished_weight_decay_sweep(workspace, data_dir, values) -> int:
 
 def test_a_preset_with_repeats_is_one_experiment_of_queued_runs(workspace):
     experiment_id = experiments.launch_preset(workspace.store, "quick_demo", seeds=3)
-    runs = workspace.store.list_runs(experiment_id=experiment_id)
+    runs = runs_frame(workspace.store.list_runs(experiment_id=experiment_id))
     assert len(runs) == 3 * len(list_models())
     assert sorted(runs["seed"].unique()) == [0, 1, 2] and set(runs["status"]) == {"queued"}
     assert set(runs["train_limit"]) == {PRESETS["quick_demo"].overrides["train_limit"]}
     experiment = workspace.store.get_experiment(experiment_id)
-    assert experiment["name"] == "Quick class demo × 3 seeds" and experiment["varies"] == "variant"
-    assert (experiment["runs"], experiment["active"], experiment["finished"]) == (21, 21, 0)
+    assert experiment.name == "Quick class demo × 3 seeds" and experiment.varies == "variant"
+    assert (experiment.runs, experiment.active, experiment.finished) == (len(runs), len(runs), 0)
     with pytest.raises(ConfigError, match="unknown preset 'nope'; choose one of: quick_demo"):
         experiments.launch_preset(workspace.store, "nope")
     with pytest.raises(ConfigError, match="seeds must be"):
@@ -62,11 +63,11 @@ def test_a_sweep_varies_one_value_and_refuses_bad_ones_before_storing_anything(w
         experiments.launch_sweep(workspace.store, "l2", "weight_decay", [0.001, 5.0])
     with pytest.raises(ConfigError, match="no dropout layer"):
         experiments.launch_sweep(workspace.store, "baseline", "dropout", [0.1, 0.5])
-    assert workspace.store.list_runs().empty and workspace.store.list_experiments().empty
+    assert runs_frame(workspace.store.list_runs()).empty and not workspace.store.list_experiments()
     experiment_id = experiments.launch_sweep(
         workspace.store, "dropout", "dropout", [0.0, 0.5, 0.9], seeds=2, overrides={"epochs": 3}
     )
-    runs = workspace.store.list_runs(experiment_id=experiment_id).sort_values("id")
+    runs = runs_frame(workspace.store.list_runs(experiment_id=experiment_id)).sort_values("id")
     assert runs["dropout"].tolist() == [0.0, 0.0, 0.5, 0.5, 0.9, 0.9]
     assert runs["seed"].tolist() == [0, 1] * 3 and set(runs["epochs"]) == {3}
     assert runs["name"].iloc[2].startswith("dropout-dropout=0.5-s0-#")
@@ -93,15 +94,15 @@ def test_experiments_are_renamed_and_deleted_with_their_runs_and_files(workspace
     )
     train_queued(workspace, experiment_id)
     other = train_in_process(workspace, TrainConfig(epochs=1), idx_dir)  # not in the experiment
-    checkpoints = store.list_runs(experiment_id=experiment_id)["checkpoint"].tolist()
+    checkpoints = runs_frame(store.list_runs(experiment_id=experiment_id))["checkpoint"].tolist()
     assert all(os.path.exists(c) for c in checkpoints)
     store.rename_experiment(experiment_id, "  gentle or strong L2 ")
-    assert store.get_experiment(experiment_id)["name"] == "gentle or strong L2"
+    assert store.get_experiment(experiment_id).name == "gentle or strong L2"
     with pytest.raises(RunStateError, match="needs a name"):
         store.rename_experiment(experiment_id, " ")
     store.delete_experiment(experiment_id)
     assert store.get_experiment(experiment_id) is None
-    assert store.list_runs()["id"].tolist() == [other]
+    assert runs_frame(store.list_runs())["id"].tolist() == [other]
     assert not any(os.path.exists(c) for c in checkpoints)
     with pytest.raises(RunStateError, match="does not exist"):
         store.delete_experiment(experiment_id)
@@ -112,12 +113,12 @@ def test_an_experiment_with_a_run_training_is_not_deleted(workspace):
     workspace.store.claim_next(worker_pid=os.getpid())
     with pytest.raises(RunStateError, match="1 run\\(s\\) training; stop them"):
         workspace.store.delete_experiment(experiment_id)
-    assert len(workspace.store.list_runs(experiment_id=experiment_id)) == len(list_models())
+    assert len(runs_frame(workspace.store.list_runs(experiment_id=experiment_id))) == len(list_models())
 
 
 def test_a_finished_sweep_reads_back_with_histories_and_findings(workspace, idx_dir):
     experiment_id = finished_weight_decay_sweep(workspace, idx_dir, [0.0, 0.5])
-    runs = experiments.runs_with_history(workspace.store, experiment_id)
+    runs = experiments.runs_with_history(workspace.store.read_experiment(experiment_id))
     assert [(r["param"], r["value"], r["seed"]) for r in runs] == [
         ("weight_decay", 0.0, 0),
         ("weight_decay", 0.0, 1),
@@ -127,7 +128,7 @@ def test_a_finished_sweep_reads_back_with_histories_and_findings(workspace, idx_
     for run in runs:
         assert [h["epoch"] for h in run["history"]] == [1, 2] and all("val_loss" in h for h in run["history"])
         assert run["best_epoch"] in (1, 2) and 0 <= run["test_accuracy"] <= 1
-    rows, sentences = experiments.summary(workspace.store, experiment_id)
+    rows, sentences = experiments.summary(workspace.store.read_experiment(experiment_id))
     assert [r["weight_decay"] for r in rows] == [0.0, 0.5] and {r["seeds"] for r in rows} == {2}
     assert sentences[0].startswith("Best weight decay on validation:")
 
@@ -206,7 +207,7 @@ def test_cli_sweep_prints_one_json_list_of_runs(capsys, workspace, idx_dir, monk
 def test_one_run_repeated_over_seeds_is_one_experiment(workspace):
     config = TrainConfig.for_variant("dropout", dropout=0.3, seed=5, epochs=4)
     experiment_id = experiments.launch_repeats(workspace.store, config, seeds=3)
-    runs = workspace.store.list_runs(experiment_id=experiment_id).sort_values("id")
+    runs = runs_frame(workspace.store.list_runs(experiment_id=experiment_id)).sort_values("id")
     assert runs["seed"].tolist() == [5, 6, 7]
     assert set(runs["dropout"]) == {0.3} and set(runs["epochs"]) == {4}
-    assert workspace.store.get_experiment(experiment_id)["name"] == "Dropout × 3 seeds"
+    assert workspace.store.get_experiment(experiment_id).name == "Dropout × 3 seeds"

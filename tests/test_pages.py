@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 import ui
 from lenet import artifacts
 from lenet.presets import PRESETS
+from lenet.records import runs_frame
 from lenet.train import TrainConfig
 
 from conftest import train_in_process
@@ -46,7 +47,7 @@ def seeded(trained, idx_dir, monkeypatch, worker_requests):
     monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))  # the test images of the galleries
     st.cache_resource.clear()
     store = trained.store
-    finished = sorted(store.list_runs()["id"])
+    finished = sorted(runs_frame(store.list_runs())["id"])
     queued = store.enqueue(TrainConfig.for_variant("dropout"), name="waiting dropout")
     return store, finished, queued
 
@@ -58,7 +59,7 @@ def chart_titles(app) -> list[str]:
 
 
 def stored_runs():
-    return ui.workspace().store.list_runs()
+    return runs_frame(ui.workspace().store.list_runs())
 
 
 def open_page(page: str) -> AppTest:
@@ -168,7 +169,7 @@ def test_the_mistakes_gallery_and_mirrored_accuracy_were_measured_when_the_run_f
     st.cache_resource.clear()
     store = trained.store
     untrained = train_in_process(trained, TrainConfig(epochs=1, lr=1e-9, batch_size=100), idx_dir)
-    metadata = artifacts.read_metadata(store.get_run(untrained)["checkpoint"])
+    metadata = artifacts.read_metadata(store.get_run(untrained).checkpoint)
     found = metadata["mistakes"]
     assert found and [m["confidence"] for m in found] == sorted(
         (m["confidence"] for m in found), reverse=True
@@ -190,7 +191,7 @@ def test_the_mistakes_gallery_and_mirrored_accuracy_were_measured_when_the_run_f
 
 def test_results_delete_removes_run_and_files(seeded):
     store, finished, _ = seeded
-    checkpoint = store.get_run(finished[0])["checkpoint"]
+    checkpoint = store.get_run(finished[0]).checkpoint
     app = open_page("pages/results.py")
     app.selectbox[-1].select(finished[0]).run()
     app.button(key="delete_run").click().run()
@@ -271,7 +272,7 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     assert len(app.main.get("progress")) == 1  # the waiting runs are one line, in training order
     queue = [c.value for c in app.caption if c.value.startswith("Queued, in training order: ")]
     assert queue == [
-        "Queued, in training order: " + ", ".join(f"**{store.get_run(i)['name']}**" for i in ids[1:])
+        "Queued, in training order: " + ", ".join(f"**{store.get_run(i).name}**" for i in ids[1:])
     ]
 
 
@@ -327,9 +328,9 @@ def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_
     app = open_page("pages/results.py")
     app.text_input(key=f"exp_name_{experiment_id}").input("How much L2?").run()
     app.button(key="rename_experiment").click().run()
-    assert store.get_experiment(experiment_id)["name"] == "How much L2?"
+    assert store.get_experiment(experiment_id).name == "How much L2?"
     app.button(key="delete_experiment").click().run()
-    assert store.get_experiment(experiment_id) is None and store.list_runs().empty
+    assert store.get_experiment(experiment_id) is None and runs_frame(store.list_runs()).empty
 
 
 def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
@@ -470,7 +471,7 @@ def test_stop_on_live_shows_at_once_in_the_view_that_was_clicked(seeded):
     store.claim_next(os.getpid())
     app = open_page("pages/live.py")
     app.button(key=f"live_stop_{queued}").click().run()
-    assert store.get_run(queued)["stop_requested"] == 1
+    assert store.get_run(queued).stop_requested == 1
     shown = " ".join(bar.proto.text for bar in app.get("progress"))
     assert "stopping after this batch" in shown
     assert not [b for b in app.button if b.key == f"live_stop_{queued}"]  # no second Stop to press

@@ -15,8 +15,10 @@ import pytest
 
 from lenet import artifacts
 from lenet.cli import main
+from lenet.records import runs_frame
 from lenet.runs import execute_run
-from lenet.store import MIGRATIONS, RunStateError, Store
+from lenet.schema import MIGRATIONS
+from lenet.store import RunStateError, Store
 from lenet.train import TrainConfig
 from lenet.worker import PoolSettings, ensure_workers
 
@@ -62,13 +64,13 @@ def wait_until(predicate, timeout=120.0, every=0.1):
 def test_enqueue_list_and_cancel(store):
     a = store.enqueue(TrainConfig.for_variant("l2"))
     b = store.enqueue(TrainConfig.for_variant("dropout", epochs=3), name="my dropout")
-    runs = store.list_runs()
+    runs = runs_frame(store.list_runs())
     assert list(runs["id"]) == [b, a]  # newest first
     assert runs.set_index("id").loc[a, "weight_decay"] == 0.01
     assert runs.set_index("id").loc[b, "name"] == "my dropout"
     assert set(runs["status"]) == {"queued"}
     store.cancel(a)
-    assert list(store.list_runs()["id"]) == [b]
+    assert list(runs_frame(store.list_runs())["id"]) == [b]
     with pytest.raises(RunStateError, match="not queued"):
         store.cancel(a)
 
@@ -76,7 +78,7 @@ def test_enqueue_list_and_cancel(store):
 def test_enqueue_refuses_a_bad_config_and_stores_nothing(store):
     with pytest.raises(ValueError):
         store.enqueue(TrainConfig(epochs=0))
-    assert store.list_runs().empty
+    assert runs_frame(store.list_runs()).empty
 
 
 def test_claim_is_oldest_first_and_respects_the_running_limit(store):
@@ -91,10 +93,10 @@ def test_a_stale_heartbeat_reads_as_interrupted(store, monkeypatch):
     monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "0.3")
     run_id = store.enqueue(TrainConfig())
     store.claim_next(worker_pid=99)
-    assert store.get_run(run_id)["status"] == "running"
+    assert store.get_run(run_id).status == "running"
     time.sleep(0.4)
-    assert store.get_run(run_id)["status"] == "interrupted"
-    assert store.list_runs()["status"].tolist() == ["interrupted"]
+    assert store.get_run(run_id).status == "interrupted"
+    assert runs_frame(store.list_runs())["status"].tolist() == ["interrupted"]
     assert store.mark_interrupted() == 1
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
@@ -106,7 +108,7 @@ def test_a_stale_heartbeat_reads_as_interrupted(store, monkeypatch):
 def test_schema_is_versioned_and_reopening_keeps_data(store):
     run_id = store.enqueue(TrainConfig())
     assert store.schema_version() == len(MIGRATIONS)
-    assert Store(store.path).get_run(run_id)["variant"] == "baseline"
+    assert Store(store.path).get_run(run_id).variant == "baseline"
     # a database written by the first version (schema 1) is upgraded, its runs kept
     old = store.path.with_name("v1.db")
     with sqlite3.connect(old) as db:
@@ -119,7 +121,7 @@ def test_schema_is_versioned_and_reopening_keeps_data(store):
     upgraded = Store(old)
     assert upgraded.schema_version() == len(MIGRATIONS)
     run = upgraded.get_run(1)
-    assert (run["name"], run["weight_decay"], run["data_dir"], run["experiment_id"]) == (
+    assert (run.name, run.config.weight_decay, run.data_dir, run.experiment_id) == (
         "old",
         0.01,
         None,
@@ -137,15 +139,15 @@ def test_run_lifecycle_in_process(workspace, store, idx_dir):
     store.claim_next(os.getpid())
     result = execute_run(workspace, run_id)
     run = store.get_run(run_id)
-    assert run["status"] == "finished" and result.status == "finished"
-    assert run["test_accuracy"] == pytest.approx(result.test_accuracy)
-    assert run["epochs_completed"] == 2 and run["progress"] == 1.0
-    assert run["gap"] == pytest.approx(run["train_accuracy"] - run["val_accuracy"])
+    assert run.status == "finished" and result.status == "finished"
+    assert run.test_accuracy == pytest.approx(result.test_accuracy)
+    assert run.epochs_completed == 2 and run.progress == 1.0
+    assert run.gap == pytest.approx(run.train_accuracy - run.val_accuracy)
     epochs = store.epoch_metrics(run_id)
     steps = store.step_metrics([run_id])
     assert epochs["epoch"].tolist() == [1, 2]
     assert steps["global_step"].is_monotonic_increasing and len(steps) >= 2
-    _, metadata = artifacts.load_checkpoint(run["checkpoint"])
+    _, metadata = artifacts.load_checkpoint(run.checkpoint)
     assert metadata["run_id"] == run_id and metadata["status"] == "finished"
     assert [c.path for c in artifacts.list_checkpoints(workspace.runs_dir)] == [
         workspace.runs_dir / f"{run_id:04d}-baseline-{run_id}.pth"
@@ -169,7 +171,7 @@ def test_delete_refuses_a_running_run_but_not_an_interrupted_one(store, monkeypa
     store.claim_next(worker_pid=99)
     with pytest.raises(RunStateError, match="is running; stop it"):
         store.delete(run_id)
-    assert store.get_run(run_id)["status"] == "running"
+    assert store.get_run(run_id).status == "running"
     monkeypatch.setenv("LENET_HEARTBEAT_TIMEOUT", "0")  # its worker stopped beating: interrupted
     time.sleep(0.01)
     store.delete(run_id)
@@ -182,8 +184,8 @@ def test_reads_never_wait_for_the_write_lock(workspace, store):
     writer.execute("BEGIN IMMEDIATE")  # as a worker recording a step holds it
     try:
         reader = Store(store.path)  # opening an up-to-date database migrates nothing
-        assert reader.get_run(run_id)["status"] == "queued"
-        assert len(reader.list_runs()) == 1 and reader.epoch_metrics(run_id).empty
+        assert reader.get_run(run_id).status == "queued"
+        assert len(runs_frame(reader.list_runs())) == 1 and reader.epoch_metrics(run_id).empty
         assert reader.live_workers() == [] and not reader.stop_requested(run_id)
     finally:
         writer.execute("ROLLBACK")
@@ -210,8 +212,8 @@ def test_stop_request_takes_effect_before_the_next_batch(workspace, store, idx_d
     # the check right after the request (before the next batch) stopped the run
     assert len(batches_checked) == stop_sent_at[0] + 1
     run = store.get_run(run_id)
-    assert run["status"] == "stopped" and run["epochs_completed"] == 1
-    _, metadata = artifacts.load_checkpoint(run["checkpoint"])
+    assert run.status == "stopped" and run.epochs_completed == 1
+    _, metadata = artifacts.load_checkpoint(run.checkpoint)
     assert metadata["status"] == "stopped" and metadata["epochs_completed"] == 1
 
 
@@ -220,7 +222,7 @@ def test_stop_before_the_first_epoch_keeps_no_checkpoint(workspace, store, idx_d
     store.claim_next(os.getpid())
     execute_run(workspace, run_id, on_step=lambda s: store.request_stop(run_id))
     run = store.get_run(run_id)
-    assert run["status"] == "stopped" and run["checkpoint"] is None and "no checkpoint" in run["message"]
+    assert run.status == "stopped" and run.checkpoint is None and "no checkpoint" in run.message
 
 
 def test_exploding_learning_rate_is_recorded_as_diverged(workspace, store, idx_dir):
@@ -228,8 +230,8 @@ def test_exploding_learning_rate_is_recorded_as_diverged(workspace, store, idx_d
     store.claim_next(os.getpid())
     execute_run(workspace, run_id)
     run = store.get_run(run_id)
-    assert run["status"] == "diverged" and "smaller learning rate" in run["message"]
-    assert run["checkpoint"] is None
+    assert run.status == "diverged" and "smaller learning rate" in run.message
+    assert run.checkpoint is None
 
 
 def test_a_crash_inside_training_is_recorded_as_failed(workspace, store, idx_dir):
@@ -238,7 +240,7 @@ def test_a_crash_inside_training_is_recorded_as_failed(workspace, store, idx_dir
     with pytest.raises(ValueError):
         execute_run(workspace, run_id)
     run = store.get_run(run_id)
-    assert run["status"] == "failed" and "exceeds" in run["message"]
+    assert run.status == "failed" and "exceeds" in run.message
 
 
 def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(workspace, store, worker_env):
@@ -253,14 +255,14 @@ def test_sigkill_mid_epoch_leaves_an_interrupted_run_and_the_queue_goes_on(works
         worker.kill()
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    wait_until(lambda: store.get_run(victim)["status"] == "interrupted", timeout=10)
+    wait_until(lambda: store.get_run(victim).status == "interrupted", timeout=10)
     assert not artifacts.list_checkpoints(workspace.runs_dir)
     assert not list(workspace.runs_dir.glob("*.pth"))  # nothing half-written either
 
     worker = start_worker(worker_env)
     assert worker.wait(timeout=120) == 0
-    assert store.get_run(survivor)["status"] == "finished"
-    assert store.get_run(victim)["status"] == "interrupted"
+    assert store.get_run(survivor).status == "finished"
+    assert store.get_run(victim).status == "interrupted"
     assert [c.metadata["run_id"] for c in artifacts.list_checkpoints(workspace.runs_dir)] == [survivor]
 
 
@@ -283,7 +285,7 @@ def test_concurrent_enqueuers_and_two_workers_run_everything_exactly_once(worksp
     codes = [w.wait(timeout=300) for w in workers]
     errors = [w.stderr.read().decode() for w in workers]
     assert codes == [0, 0], errors
-    runs = store.list_runs()
+    runs = runs_frame(store.list_runs())
     assert len(runs) == 9
     assert set(runs["status"]) == {"finished"}
     assert runs["attempts"].tolist() == [1] * 9
@@ -301,7 +303,7 @@ def test_readers_polling_during_training_never_see_errors_or_half_runs(store, wo
         reader = Store(store.path)
         while not done.is_set():
             try:
-                for run in reader.list_runs().to_dict("records"):
+                for run in runs_frame(reader.list_runs()).to_dict("records"):
                     if run["status"] == "finished" and (
                         run["checkpoint"] is None or run["test_accuracy"] is None
                     ):
@@ -329,7 +331,7 @@ def test_readers_polling_during_training_never_see_errors_or_half_runs(store, wo
             r.join()
     assert problems == []
     assert reads[0] > 20
-    assert [store.get_run(i)["status"] for i in ids] == ["finished", "finished"]
+    assert [store.get_run(i).status for i in ids] == ["finished", "finished"]
 
 
 def test_cli_train_is_recorded_and_listed(capsys, idx_dir, store):
@@ -348,7 +350,7 @@ def test_cli_stop_and_cancel_refuse_wrong_states(capsys, store):
     assert main(["stop", str(run_id)]) == 2
     assert "is not running" in capsys.readouterr().err
     assert main(["cancel", str(run_id)]) == 0
-    assert store.list_runs().empty
+    assert runs_frame(store.list_runs()).empty
 
 
 def test_ensure_workers_fills_the_pool_only_as_far_as_needed(workspace, store, worker_env):
@@ -360,7 +362,7 @@ def test_ensure_workers_fills_the_pool_only_as_far_as_needed(workspace, store, w
     assert ensure_workers(workspace, pool) == []  # counted as live at once, before its first beat
     second, third = store.enqueue(TrainConfig(**TINY, seed=1)), store.enqueue(TrainConfig(**TINY, seed=2))
     assert len(ensure_workers(workspace, pool)) == 1  # the pool is full at two
-    wait_until(lambda: all(store.get_run(i)["status"] == "finished" for i in (first, second, third)))
+    wait_until(lambda: all(store.get_run(i).status == "finished" for i in (first, second, third)))
     log = workspace.worker_log.read_text()
     assert log.count("training run") == 3
     for pid in workspace.store.live_workers():  # they would idle for a minute before leaving
@@ -372,7 +374,7 @@ def test_a_worker_started_from_a_long_lived_process_leaves_no_zombie(workspace, 
     and that exited is reaped, not left in the process table as a zombie."""
     run_id = store.enqueue(TrainConfig(**TINY))
     [pid] = ensure_workers(workspace, PoolSettings(parallel_runs=1, threads_per_run=1))
-    wait_until(lambda: store.get_run(run_id)["status"] == "finished")
+    wait_until(lambda: store.get_run(run_id).status == "finished")
     os.kill(pid, signal.SIGTERM)  # it would idle for a minute before leaving
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)  # a zombie keeps its /proc entry
 

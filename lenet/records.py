@@ -1,0 +1,147 @@
+"""Typed records the run store returns (in the style of MLflow's entities): a run, an experiment,
+an experiment read with its runs and their epochs. Frozen; DataFrames are built from them only
+where a chart or a table needs one (`runs_frame`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+
+import pandas as pd
+
+from .config import CONFIG_COLUMNS, EpochMetrics, TrainConfig
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"  # asked to stop; kept its last full epoch
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process stopped beating (killed or crashed)
+
+    @property
+    def active(self) -> bool:
+        """Queued or training: the run still needs a worker."""
+        return self in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    name: str
+    variant: str
+    config: TrainConfig
+    status: RunStatus  # effective: a running run with a stale heartbeat reads as interrupted
+    source: str  # queue | cli | preset | sweep | repeats
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    worker_pid: int | None
+    attempts: int
+    stop_requested: bool
+    global_step: int
+    total_steps: int | None
+    eta_s: float | None
+    epochs_completed: int
+    train_accuracy: float | None  # of the kept epoch (the last, or the best with early stopping)
+    val_accuracy: float | None
+    test_accuracy: float | None
+    train_seconds: float | None
+    checkpoint: str | None  # an absolute path
+    message: str | None
+    data_dir: str | None
+    experiment_id: int | None
+
+    @property
+    def progress(self) -> float:
+        """Share of its batches done (a finished run without step records: 1)."""
+        if self.total_steps:
+            return self.global_step / self.total_steps
+        return 1.0 if self.status == RunStatus.FINISHED else 0.0
+
+    @property
+    def gap(self) -> float | None:
+        """Train minus validation accuracy: how much it overfits."""
+        if self.train_accuracy is None or self.val_accuracy is None:
+            return None
+        return self.train_accuracy - self.val_accuracy
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether its weights can be loaded (a file deleted outside the dashboard leaves the metrics)."""
+        return self.checkpoint is not None and os.path.exists(self.checkpoint)
+
+    def row(self) -> dict:
+        """One flat row: the record's fields, its config's columns and its derived values."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["status"] = str(self.status)
+        values["config"] = self.config.to_dict()
+        settings = {name: getattr(self.config, name) for name in CONFIG_COLUMNS}
+        derived = {"progress": self.progress, "gap": self.gap, "has_checkpoint": self.has_checkpoint}
+        return {**values, **settings, **derived}
+
+
+RUN_COLUMNS = [
+    *(f.name for f in fields(Run) if f.name != "config"),
+    *CONFIG_COLUMNS,
+    "progress",
+    "gap",
+    "has_checkpoint",
+    "config",
+]
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """Runs as a DataFrame, one row each with the config expanded into columns: for charts and tables."""
+    return pd.DataFrame([run.row() for run in runs], columns=RUN_COLUMNS)
+
+
+def in_training_order(runs: list[Run]) -> list[Run]:
+    """Running runs first, then the queue oldest first: the order `claim_next` takes them in."""
+    return sorted(runs, key=lambda run: (run.status != RunStatus.RUNNING, run.id))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One launch of several runs (a preset, a sweep, repeats over seeds)."""
+
+    id: int
+    name: str
+    kind: str
+    description: str
+    varies: str | None  # the config field its runs differ in; "variant" for a preset
+    created_at: float
+    runs: int  # how many runs it has
+    active: int  # of them queued or training
+    finished: int
+
+    @property
+    def by(self) -> str:
+        """What its results are grouped by: the varied field, else the variant."""
+        return self.varies or "variant"
+
+
+@dataclass(frozen=True)
+class ExperimentRuns:
+    """An experiment with its runs (oldest first) and each run's epochs: one read for Results, the
+    CLI and `experiments.summary`."""
+
+    experiment: Experiment
+    runs: list[Run]
+    epochs: dict[int, list[EpochMetrics]]  # by run id
+
+    def epochs_frame(self) -> pd.DataFrame:
+        rows = [{"run_id": run_id, **asdict(e)} for run_id, history in self.epochs.items() for e in history]
+        columns = ["run_id", *(f.name for f in fields(EpochMetrics))]
+        return pd.DataFrame(rows, columns=columns)
