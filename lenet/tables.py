@@ -61,3 +61,20 @@ def summary_table(rows: list[dict], by: str) -> pd.DataFrame:
         }
         for row in rows
     )
+
+
+def percent(value) -> str:
+    """0.8734 -> '87.3%'; a missing value -> '–'."""
+    return "–" if value is None or value != value else f"{100 * value:.1f}%"
+
+
+def duration(seconds) -> str:
+    """75 -> '1 min 15 s': an ETA or a run's time as a class reads it."""
+    if seconds is None or seconds != seconds:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -6,13 +6,16 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lenet import data
+from lenet import data, experiments
+from lenet.records import RunStatus
 from lenet.runs import execute_run
 from lenet.train import TrainConfig
 from lenet.workspace import Workspace
@@ -83,6 +86,47 @@ def train_in_process(workspace: Workspace, config: TrainConfig, data_dir: Path, 
     assert workspace.store.claim_next(os.getpid(), max_running=100) == run_id
     execute_run(workspace, run_id)
     return run_id
+
+
+def train_queued(workspace: Workspace, experiment_id: int) -> None:
+    """Train an experiment's queued runs here, oldest first, as the worker pool would."""
+    store = workspace.store
+    for run in sorted(store.list_runs((RunStatus.QUEUED,), experiment_id=experiment_id), key=lambda r: r.id):
+        assert store.claim_next(os.getpid(), max_running=100) == run.id
+        execute_run(workspace, run.id)
+
+
+def finished_weight_decay_sweep(workspace: Workspace, data_dir: Path, values) -> int:
+    """An L2 weight-decay sweep over `values`, 2 seeds of 2 epochs each, trained here; its id."""
+    experiment_id = experiments.launch_sweep(
+        workspace.store,
+        "l2",
+        "weight_decay",
+        values,
+        seeds=2,
+        overrides={"epochs": 2},
+        data_dir=str(data_dir),
+    )
+    train_queued(workspace, experiment_id)
+    return experiment_id
+
+
+def wait_until(predicate, timeout=120.0, every=0.1):
+    """The predicate's first truthy value, polled; an AssertionError once `timeout` has passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ opened first on a fresh server, and a drawing on the sandbox's canvas."""
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from lenet.records import runs_frame
 from lenet.train import TrainConfig
 from lenet.workspace import REPO_ROOT, Workspace
 
-from conftest import make_dataset_dir
+from conftest import finished_weight_decay_sweep, free_port, make_dataset_dir, train_queued
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +43,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -68,7 +61,7 @@ def browser():
 def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
     """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data;
     `prepare(workspace, data_dir)` may fill the home first. `address` "0.0.0.0" serves the room."""
-    port = _free_port()
+    port = free_port()
     home = root / "home"
     data_dir = make_dataset_dir(root / "fmnist")
     env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(data_dir)}
@@ -199,8 +192,6 @@ def test_each_stroke_on_the_canvas_gets_every_models_answer(browser, dashboard_u
 
 
 def test_a_sweeps_chart_shows_the_strength_against_the_outcome(browser, tmp_path):
-    from test_experiments import finished_weight_decay_sweep
-
     def finished_sweep(workspace, data_dir):
         finished_weight_decay_sweep(workspace, data_dir, [0.0, 0.01, 0.3])
 
@@ -264,8 +255,6 @@ def _small_text(page, selector: str, minimum: float) -> list[str]:
 
 
 def _experiment_of_three(workspace, data_dir):
-    from test_experiments import train_queued
-
     configs = [TrainConfig.for_variant(v, epochs=3) for v in ("baseline", "dropout", "l2")]
     experiment_id = workspace.store.create_experiment(
         "Three regularizers",

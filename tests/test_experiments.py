@@ -10,34 +10,10 @@ from lenet.cli import main
 from lenet.models import list_models
 from lenet.presets import PRESETS, Preset
 from lenet.records import runs_frame
-from lenet.runs import execute_run
 from lenet.store import RunStateError
 from lenet.train import ConfigError, TrainConfig
 
-from conftest import train_in_process
-
-
-def train_queued(workspace, experiment_id):
-    """Train an experiment's queued runs here, oldest first, as the worker pool would."""
-    store = workspace.store
-    for run_id in sorted(runs_frame(store.list_runs(("queued",), experiment_id=experiment_id))["id"]):
-        assert store.claim_next(os.getpid(), max_running=100) == run_id
-        execute_run(workspace, run_id)
-
-
-def finished_weight_decay_sweep(workspace, data_dir, values) -> int:
-    """An L2 weight-decay sweep over `values`, 2 seeds of 2 epochs each, trained here; its id."""
-    experiment_id = experiments.launch_sweep(
-        workspace.store,
-        "l2",
-        "weight_decay",
-        values,
-        seeds=2,
-        overrides={"epochs": 2},
-        data_dir=str(data_dir),
-    )
-    train_queued(workspace, experiment_id)
-    return experiment_id
+from conftest import finished_weight_decay_sweep, train_in_process, train_queued
 
 
 def test_a_preset_with_repeats_is_one_experiment_of_queued_runs(workspace):

@@ -14,7 +14,7 @@ from lenet.presets import PRESETS
 from lenet.records import runs_frame
 from lenet.train import TrainConfig
 
-from conftest import train_in_process
+from conftest import finished_weight_decay_sweep, train_in_process, train_queued
 
 PAGES = [page.path for page in ui.PAGES]
 
@@ -24,20 +24,20 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 @pytest.fixture(autouse=True)
 def as_teacher(monkeypatch):
     """AppTest has no browser connection: these sessions are the teacher's unless a test says `viewer`."""
-    monkeypatch.setattr(ui, "client_is_local", lambda: True)
+    monkeypatch.setattr(ui.roles, "client_is_local", lambda: True)
 
 
 @pytest.fixture
 def viewer(monkeypatch):
     """A session from another device in the room."""
-    monkeypatch.setattr(ui, "client_is_local", lambda: False)
+    monkeypatch.setattr(ui.roles, "client_is_local", lambda: False)
 
 
 @pytest.fixture
 def worker_requests(monkeypatch):
     """Pages ask for a background worker; record the requests instead of starting processes."""
     calls = []
-    monkeypatch.setattr(ui, "ensure_workers", lambda workspace: calls.append(workspace.home))
+    monkeypatch.setattr(ui.actions, "ensure_workers", lambda workspace: calls.append(workspace.home))
     return calls
 
 
@@ -277,8 +277,6 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
 
 
 def _finished_sweep(workspace, idx_dir):
-    from test_experiments import finished_weight_decay_sweep
-
     return finished_weight_decay_sweep(workspace, idx_dir, [0.0, 0.3])
 
 
@@ -336,8 +334,6 @@ def test_results_rename_and_delete_an_experiment(isolated_home, idx_dir, worker_
 def test_results_show_a_preset_over_seeds_with_gaps_bands_and_findings(
     isolated_home, idx_dir, worker_requests, monkeypatch
 ):
-    from test_experiments import train_queued
-
     from lenet import experiments
     from lenet.presets import Preset
 

@@ -22,6 +22,8 @@ from lenet.store import RunStateError, Store
 from lenet.train import TrainConfig
 from lenet.worker import PoolSettings, ensure_workers
 
+from conftest import wait_until
+
 TINY = {"epochs": 1, "train_limit": 64, "batch_size": 32}
 
 
@@ -49,16 +51,6 @@ def start_worker(env, parallel_runs=1):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-
-def wait_until(predicate, timeout=120.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_enqueue_list_and_cancel(store):
