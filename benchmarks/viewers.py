@@ -82,7 +82,7 @@ def prepare(workspace: Workspace, log) -> int:
     )
     for seed in range(TRAINING_RUNS):  # long enough to outlast every phase
         config = TrainConfig.for_variant("l2", weight_decay=0.03, epochs=50, seed=seed)
-        store.enqueue(config, name=f"l2-0.03-seed{seed}", experiment_id=experiment_id)
+        store.enqueue(config, experiment_id=experiment_id)
     ensure_workers(workspace)
     while (finished := len(store.list_runs((RunStatus.FINISHED,)))) < FINISHED_RUNS:
         log(f"  training the finished part of the experiment: {finished}/{FINISHED_RUNS}")

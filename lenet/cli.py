@@ -154,8 +154,8 @@ def cmd_runs(args, workspace: Workspace) -> int:
         print("no runs yet: python -m lenet train --variant baseline")
         return 0
     table = tables.run_table(runs, every_setting=False)
-    for column in tables.PERCENT_COLUMNS:
-        table[column] = table[column].map(lambda v: "" if v != v else f"{v:.1f}")
+    for column in tables.NUMBER_COLUMNS:  # a missing value (not finished yet) as blank
+        table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.1f}")
     print(table.to_string(index=False))
     return 0
 
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one variant and save its checkpoint")
     p.add_argument("--variant", required=True, help=f"one of: {', '.join(list_models())}")
     config_flags(p, "train")
-    p.add_argument("--name", help="the run's name (default: <variant>-<run id>)")
+    p.add_argument("--name", help="the run's name (default: <variant>-s<seed>)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     data_options(p)
     p.set_defaults(handler=cmd_train)

@@ -37,8 +37,14 @@ def launch_preset(
     preset = PRESETS[key]
     configs = [config for seed in range(seeds) for config in preset.configs(seed, overrides)]
     name = preset.title + (f" × {seeds} seeds" if seeds > 1 else "")
+    changed = {k: v for k, v in (overrides or {}).items() if v is not None}
+    description = preset.description + (  # say what this launch did differently from the preset
+        " Here with " + ", ".join(f"{KNOBS[k].noun} {KNOBS[k].show(v)}" for k, v in changed.items()) + "."
+        if changed
+        else ""
+    )
     return store.create_experiment(
-        name, "preset", configs, description=preset.description, varies="variant", data_dir=data_dir
+        name, "preset", configs, description=description, varies="variant", data_dir=data_dir
     )
 
 

@@ -102,6 +102,13 @@ RUN_COLUMNS = [
 ]
 
 
+def run_name(config: TrainConfig, varies: str | None = None) -> str:
+    """The one naming rule: variant, the varied value if any, seed: `l2-weight_decay=0.003-s1`.
+    (Labels add the run's id: `#42 l2-weight_decay=0.003-s1`.)"""
+    value = f"-{varies}={getattr(config, varies):g}" if varies not in (None, "variant") else ""
+    return f"{config.variant}{value}-s{config.seed}"
+
+
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """Runs as a DataFrame, one row each with the config expanded into columns: for charts and tables."""
     return pd.DataFrame([run.row() for run in runs], columns=RUN_COLUMNS)

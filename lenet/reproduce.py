@@ -43,10 +43,6 @@ class RunSummary:
     checkpoint: str
 
 
-def run_name(variant: str, seed: int) -> str:
-    return f"{variant}-seed{seed}"
-
-
 def configs_for(seeds: int, overrides: dict | None = None) -> list[TrainConfig]:
     """Every registered variant with its own defaults (epochs, weight decay), for seeds 0..seeds-1."""
     overrides = overrides or {}
@@ -71,8 +67,7 @@ def queue_runs(store: Store, configs: list[TrainConfig], data_dir: str | None = 
         if finished or active:
             ids.append((finished or active)[0].id)
         else:
-            name = run_name(config.variant, config.seed)
-            ids.append(store.enqueue(config, name, source=SOURCE, data_dir=data_dir))
+            ids.append(store.enqueue(config, source=SOURCE, data_dir=data_dir))
     return ids
 
 

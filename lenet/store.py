@@ -20,7 +20,7 @@ import pandas as pd
 
 from .catalog import metadata_path
 from .config import EpochMetrics, StepMetrics, TrainConfig
-from .records import ACTIVE, Experiment, ExperimentRuns, Run, RunStatus, in_training_order  # noqa: F401
+from .records import Experiment, ExperimentRuns, Run, RunStatus, run_name
 from .schema import MIGRATIONS
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -136,7 +136,7 @@ class Store:
                 " heartbeat_at, worker_pid, attempts, data_dir, experiment_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    name or "",
+                    name or run_name(config),
                     config.variant,
                     json.dumps(config.to_dict()),
                     status,
@@ -150,10 +150,7 @@ class Store:
                     experiment_id,
                 ),
             )
-            run_id = cursor.lastrowid
-            if not name:
-                db.execute("UPDATE runs SET name = ? WHERE id = ?", (f"{config.variant}-{run_id}", run_id))
-        return run_id
+        return cursor.lastrowid
 
     def claim_next(self, worker_pid: int, max_running: int = 1) -> int | None:
         """Atomically move the oldest queued run to running for this worker, within the limit."""
@@ -254,13 +251,18 @@ class Store:
                 (name, kind, description, varies, now),
             ).lastrowid
             for config in configs:
-                run_id = db.execute(
-                    "INSERT INTO runs (name, variant, config, status, source, created_at, data_dir,"
-                    " experiment_id) VALUES ('', ?, ?, 'queued', ?, ?, ?, ?)",
-                    (config.variant, json.dumps(config.to_dict()), kind, now, data_dir, experiment_id),
-                ).lastrowid
                 db.execute(
-                    "UPDATE runs SET name = ? WHERE id = ?", (_run_name(config, varies, run_id), run_id)
+                    "INSERT INTO runs (name, variant, config, status, source, created_at, data_dir,"
+                    " experiment_id) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    (
+                        run_name(config, varies),
+                        config.variant,
+                        json.dumps(config.to_dict()),
+                        kind,
+                        now,
+                        data_dir,
+                        experiment_id,
+                    ),
                 )
         return experiment_id
 
@@ -497,9 +499,3 @@ class Store:
         if values["checkpoint"]:
             values["checkpoint"] = str(self._resolve(values["checkpoint"]))
         return Run(**values)
-
-
-def _run_name(config: TrainConfig, varies: str | None, run_id: int) -> str:
-    """variant, the varied value if any, seed, id: e.g. `l2-weight_decay=0.003-s1-#42`."""
-    value = f"-{varies}={getattr(config, varies):g}" if varies not in (None, "variant") else ""
-    return f"{config.variant}{value}-s{config.seed}-#{run_id}"

@@ -26,7 +26,7 @@ def test_train_json_then_evaluate_gives_the_same_test_accuracy(capsys, idx_dir, 
     for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
         assert 0 <= report[key] <= 1
     checkpoint = report["checkpoint"]
-    assert checkpoint == str(workspace.checkpoint_path(report["run_id"], f"l2-{report['run_id']}"))
+    assert checkpoint == str(workspace.checkpoint_path(report["run_id"], "l2-s0"))
     code, out, err = run_cli(capsys, "evaluate", checkpoint, "--data-dir", idx_dir, "--json")
     assert code == 0, err
     evaluated = json.loads(out)

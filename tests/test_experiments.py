@@ -46,7 +46,7 @@ def test_a_sweep_varies_one_value_and_refuses_bad_ones_before_storing_anything(w
     runs = runs_frame(workspace.store.list_runs(experiment_id=experiment_id)).sort_values("id")
     assert runs["dropout"].tolist() == [0.0, 0.0, 0.5, 0.5, 0.9, 0.9]
     assert runs["seed"].tolist() == [0, 1] * 3 and set(runs["epochs"]) == {3}
-    assert runs["name"].iloc[2].startswith("dropout-dropout=0.5-s0-#")
+    assert runs["name"].iloc[2] == "dropout-dropout=0.5-s0"
 
 
 @pytest.mark.parametrize(
@@ -178,6 +178,26 @@ def test_cli_sweep_prints_one_json_list_of_runs(capsys, workspace, idx_dir, monk
     assert all(r["dropout"] == r["value"] and len(r["history"]) == 1 for r in runs)
     assert main(["sweep", "--variant", "l2", "--param", "weight_decay", "--values", "0,7"]) == 2
     assert "weight decay must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_cli_sweeps_label_smoothing_of_any_variant(capsys, workspace, idx_dir):
+    args = ["sweep", "--variant", "baseline", "--param", "label_smoothing", "--values", "0,0.2"]
+    code = main([*args, "--epochs", "1", "--train-limit", "100", "--data-dir", str(idx_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [(r["param"], r["value"], r["status"]) for r in json.loads(out)] == [
+        ("label_smoothing", 0.0, "finished"),
+        ("label_smoothing", 0.2, "finished"),
+    ]
+    assert main([*args[:-1], "0,0.7"]) == 2
+    assert "label smoothing must be between 0 and 0.5" in capsys.readouterr().err
+
+
+def test_a_preset_launched_with_overrides_says_so(workspace):
+    experiment_id = experiments.launch_preset(workspace.store, "quick_demo", overrides={"epochs": 6})
+    experiment = workspace.store.get_experiment(experiment_id)
+    assert experiment.description.endswith("Here with epochs 6.")
+    assert {run.config.epochs for run in workspace.store.list_runs(experiment_id=experiment_id)} == {6}
 
 
 def test_one_run_repeated_over_seeds_is_one_experiment(workspace):

@@ -268,7 +268,7 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     app = open_page("pages/live.py")
     assert not app.exception
     shown = " ".join(block.proto.text for block in app.get("progress"))  # the bars' labels
-    assert "baseline-seed0" in shown and "epoch 1/1" in shown
+    assert "baseline-s0" in shown and "epoch 1/1" in shown
     assert len(app.main.get("progress")) == 1  # the waiting runs are one line, in training order
     queue = [c.value for c in app.caption if c.value.startswith("Queued, in training order: ")]
     assert queue == [
@@ -295,6 +295,19 @@ def test_the_sweep_form_queues_one_experiment_or_says_why_not(isolated_home, wor
     assert len(runs) == 3 * 3 and sorted(runs["weight_decay"].unique()) == [0.0, 0.001, 0.01]
     assert set(runs["train_limit"]) == {1000} and set(runs["epochs"]) == {20}
     assert runs["experiment_id"].nunique() == 1 and worker_requests
+
+
+def test_the_sweep_form_sweeps_label_smoothing(isolated_home, worker_requests):
+    app = open_page("pages/train.py")
+    app.selectbox(key="sweep_variant").select("baseline")
+    app.selectbox(key="sweep_param").select("label_smoothing")
+    app.text_input(key="sweep_values").input("0, 0.1, 0.3")
+    next(b for b in app.button if b.label == "Queue the sweep").click().run()
+    assert not app.error, [e.value for e in app.error]
+    runs = stored_runs()
+    assert sorted(runs["label_smoothing"].unique()) == [0.0, 0.1, 0.3] and set(runs["variant"]) == {
+        "baseline"
+    }
 
 
 def test_a_preset_with_seeds_is_one_experiment(isolated_home, worker_requests):

@@ -35,7 +35,7 @@ def test_publish_ships_seed_zero_models_and_writes_results(reproduced, tmp_path)
     for checkpoint in shipped:
         seed0 = next(s for s in summaries if s.variant == checkpoint.variant and s.seed == 0)
         assert checkpoint.test_accuracy == seed0.test_accuracy
-        assert checkpoint.metadata["published_from"] == f"{checkpoint.variant}-seed0"
+        assert checkpoint.metadata["published_from"] == f"{checkpoint.variant}-s0"
         assert checkpoint.path.stat().st_size < 400_000  # small enough to commit
         model, _ = artifacts.load_checkpoint(checkpoint.path)
         original, _ = artifacts.load_checkpoint(seed0.checkpoint)

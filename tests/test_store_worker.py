@@ -142,14 +142,11 @@ def test_run_lifecycle_in_process(workspace, store, idx_dir):
     _, metadata = artifacts.load_checkpoint(run.checkpoint)
     assert metadata["run_id"] == run_id and metadata["status"] == "finished"
     assert [c.path for c in artifacts.list_checkpoints(workspace.runs_dir)] == [
-        workspace.runs_dir / f"{run_id:04d}-baseline-{run_id}.pth"
+        workspace.runs_dir / f"{run_id:04d}-baseline-s0.pth"
     ]
     # the database holds the path relative to the home, so a copied or moved home still works
     with sqlite3.connect(store.path) as db:
-        assert (
-            db.execute("SELECT checkpoint FROM runs").fetchone()[0]
-            == f"runs/{run_id:04d}-baseline-{run_id}.pth"
-        )
+        assert db.execute("SELECT checkpoint FROM runs").fetchone()[0] == f"runs/{run_id:04d}-baseline-s0.pth"
     # delete removes the run, its metrics and both checkpoint files
     store.delete(run_id)
     assert store.get_run(run_id) is None and store.epoch_metrics(run_id).empty
