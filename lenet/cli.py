@@ -391,6 +391,75 @@ def cmd_bench(args, workspace: Workspace) -> int:
     return 0
 
 
+def cmd_round(args, workspace: Workspace) -> int:
+    from . import rounds
+    from .records import RoundState
+
+    store = workspace.store
+    if args.action == "open":
+        round_id = rounds.open_round(
+            store,
+            args.name,
+            runs_per_student=args.runs_per_student,
+            train_limit=args.train_limit,
+            epochs=args.epochs,
+            public_images=args.public_images,
+        )
+        game = store.get_round(round_id)
+        if args.json:
+            print(json.dumps(_round_dict(game), indent=2))
+        else:
+            print(
+                f"round {game.id} open: {game.name}, {game.runs_per_student} runs per student, "
+                f"{game.train_limit:,} images x {game.epochs} epochs, public slice {game.public_images:,}"
+            )
+        return 0
+    game = store.current_round()
+    if game is None:
+        raise UsageError("no class round yet: python -m lenet round open")
+    if args.action in ("close", "reveal"):
+        store.advance_round(game.id, RoundState.CLOSED if args.action == "close" else RoundState.REVEALED)
+        print(f"round {game.id} {store.get_round(game.id).state}")
+        return 0
+    if args.action in ("pause", "resume"):
+        store.pause_round(game.id, args.action == "pause")
+        print(f"round {game.id} {'paused' if args.action == 'pause' else 'resumed'}")
+        return 0
+    if args.action == "export":
+        if not args.csv:
+            raise UsageError("round export needs --csv FILE")
+        Path(args.csv).write_text(rounds.export_csv(store, game))
+        print(f"wrote {args.csv}", file=sys.stderr)
+        return 0
+    board = rounds.board(store, game)  # status
+    if args.json:
+        print(json.dumps({**_round_dict(game), "board": [row.to_dict() for row in board]}, indent=2))
+        return 0
+    print(f"round {game.id} {game.name}: {game.state}{' (paused)' if game.paused else ''}")
+    for row in board:
+        private = (
+            f"  private {_percent(row.private)} (rank {row.private_rank})" if row.private is not None else ""
+        )
+        public = f"public {_percent(row.best_public)}{' (tied)' if row.tied else ''}"
+        print(f"{row.rank:>3} {row.nickname:<20} {row.runs} run(s)  {public}{private}")
+    if game.state == RoundState.REVEALED:
+        print(rounds.reveal_story(board, game))
+    return 0
+
+
+def _round_dict(game) -> dict:
+    return {
+        "id": game.id,
+        "name": game.name,
+        "state": str(game.state),
+        "paused": game.paused,
+        "runs_per_student": game.runs_per_student,
+        "train_limit": game.train_limit,
+        "epochs": game.epochs,
+        "public_images": game.public_images,
+    }
+
+
 def config_flags(parser: argparse.ArgumentParser, scope: str, prefix: str = "") -> None:
     """One flag per declared hyperparameter of `scope` ("train": all of train's; "every": those a
     sweep or preset sets for every run), its help, bounds and defaults from the declaration."""
@@ -520,6 +589,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=text)
         p.add_argument("run_id", type=int)
         p.set_defaults(handler=handler)
+
+    p = sub.add_parser("round", help="a class round: open, status (the board), close, reveal, export")
+    p.add_argument("action", choices=["open", "status", "close", "reveal", "pause", "resume", "export"])
+    p.add_argument("--name", help="the round's name (open)")
+    p.add_argument("--runs-per-student", type=int, default=3, help="runs each student may submit (default 3)")
+    p.add_argument("--train-limit", type=int, default=1000, help="training images per run (default 1000)")
+    p.add_argument("--epochs", type=int, default=40, help="epochs per run (default 40)")
+    p.add_argument(
+        "--public-images", type=int, default=1000, help="validation images that rank the board (default 1000)"
+    )
+    p.add_argument("--csv", help="export: the file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_round)
 
     p = sub.add_parser("bench", help="training throughput: our pipeline vs the notebook's")
     p.add_argument("--steps", type=int, default=300, help="batches per round (default 300)")

@@ -58,6 +58,8 @@ class Run:
     message: str | None
     data_dir: str | None
     experiment_id: int | None
+    student_id: int | None  # a class round's run: who submitted it
+    public_accuracy: float | None  # a round run's score on the round's public validation slice
 
     @property
     def progress(self) -> float:
@@ -152,3 +154,40 @@ class ExperimentRuns:
         rows = [{"run_id": run_id, **asdict(e)} for run_id, history in self.epochs.items() for e in history]
         columns = ["run_id", *(f.name for f in fields(EpochMetrics))]
         return pd.DataFrame(rows, columns=columns)
+
+
+class RoundState(StrEnum):
+    OPEN = "open"  # students join and submit
+    CLOSED = "closed"  # no more submissions; queued runs still train
+    REVEALED = "revealed"  # the test scores are shown
+
+
+@dataclass(frozen=True)
+class Round:
+    """A class round: students submit runs on a fixed data budget; a public validation slice ranks
+    them, and the test set stays hidden until the teacher reveals it."""
+
+    id: int
+    name: str
+    state: RoundState
+    paused: bool  # its runs wait in the queue; the teacher's own runs go on
+    runs_per_student: int
+    train_limit: int
+    epochs: int
+    public_images: int  # the public slice: this many of the validation images
+    public_seed: int  # which ones
+    experiment_id: int  # its runs, as one experiment on Live and Results
+    created_at: float
+    closed_at: float | None
+    revealed_at: float | None
+
+
+@dataclass(frozen=True)
+class Student:
+    id: int
+    round_id: int
+    nickname: str
+    token: str  # the secret kept in the student's URL: who they are, across reloads
+    hidden: bool  # hidden from the board by the teacher
+    final_run_id: int | None  # the run they chose for the private score (None: their best public)
+    joined_at: float

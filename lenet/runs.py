@@ -20,10 +20,10 @@ from importlib.metadata import version
 
 import torch
 
-from . import __version__, analysis, artifacts, data
+from . import __version__, analysis, artifacts, data, rounds
 from .models import get_variant
 from .store import HEARTBEAT_INTERVAL_S, Store
-from .train import EpochMetrics, StepMetrics, TrainResult, evaluate, make_run_splits, train
+from .train import EpochMetrics, StepMetrics, TrainResult, evaluate, make_run_splits, train, validate
 from .workspace import Workspace
 
 
@@ -68,6 +68,17 @@ def describe_environment() -> dict:
         "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(),
     }
+
+
+# What a checkpoint's metadata knows of the test set (a class round's stay out of it)
+TEST_DERIVED = (
+    "test_accuracy",
+    "test_loss",
+    "per_class_accuracy",
+    "confusion_matrix",
+    "mirrored_test_accuracy",
+    "mistakes",
+)
 
 
 def build_metadata(result: TrainResult, *, name: str, run_id: int, splits: data.Splits) -> dict:
@@ -156,8 +167,15 @@ def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> 
             should_stop=lambda: extra_stop() or stop_requested(),
         )
     checkpoint = None
+    game = store.round_of_run(run_id) if run.student_id is not None else None
+    if result.model is not None and game is not None:
+        public = rounds.public_slice(game, len(splits.val))
+        public_split = data.Split(splits.val.images[public], splits.val.labels[public])
+        store.record_public_accuracy(run_id, validate(result.model, public_split)[1])
     if result.model is not None:
         metadata = build_metadata(result, name=run.name, run_id=run_id, splits=splits)
+        if game is not None:  # a round's test scores stay in the store, hidden until its reveal
+            metadata = {k: None if k in TEST_DERIVED else v for k, v in metadata.items()}
         path = workspace.checkpoint_path(run_id, run.name)
         checkpoint = str(artifacts.save_checkpoint(result.model, metadata, path))
     message = result.message

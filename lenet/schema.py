@@ -63,4 +63,35 @@ MIGRATIONS = [
     ALTER TABLE runs ADD COLUMN experiment_id INTEGER REFERENCES experiments(id);
     CREATE INDEX runs_experiment ON runs(experiment_id)
     """,
+    # class rounds: students (a nickname and a secret token each) submit runs within the round's rules
+    """
+    CREATE TABLE rounds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open',
+        paused INTEGER NOT NULL DEFAULT 0,
+        runs_per_student INTEGER NOT NULL,
+        train_limit INTEGER NOT NULL,
+        epochs INTEGER NOT NULL,
+        public_images INTEGER NOT NULL,
+        public_seed INTEGER NOT NULL,
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        created_at REAL NOT NULL,
+        closed_at REAL,
+        revealed_at REAL
+    );
+    CREATE TABLE students (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        round_id INTEGER NOT NULL REFERENCES rounds(id),
+        nickname TEXT NOT NULL,
+        token TEXT NOT NULL UNIQUE,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        final_run_id INTEGER,
+        joined_at REAL NOT NULL,
+        UNIQUE (round_id, nickname COLLATE NOCASE)
+    );
+    ALTER TABLE runs ADD COLUMN student_id INTEGER REFERENCES students(id);
+    ALTER TABLE runs ADD COLUMN public_accuracy REAL;
+    CREATE INDEX runs_student ON runs(student_id)
+    """,
 ]

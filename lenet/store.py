@@ -20,7 +20,7 @@ import pandas as pd
 
 from .catalog import metadata_path
 from .config import EpochMetrics, StepMetrics, TrainConfig
-from .records import Experiment, ExperimentRuns, Run, RunStatus, run_name
+from .records import Experiment, ExperimentRuns, Round, RoundState, Run, RunStatus, Student, run_name
 from .schema import MIGRATIONS
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -35,6 +35,25 @@ def heartbeat_timeout_s() -> float:
 _EFFECTIVE_STATUS = (
     "CASE WHEN status = 'running' AND heartbeat_at < :stale THEN 'interrupted' ELSE status END"
 )
+# A class round's test scores stay hidden until the teacher reveals them, whoever reads the run.
+_TEST_HIDDEN = (
+    "(runs.student_id IS NOT NULL AND (SELECT d.state FROM students s JOIN rounds d ON d.id = s.round_id"
+    " WHERE s.id = runs.student_id) != 'revealed')"
+)
+_RUN_COLUMNS = f"runs.*, {_EFFECTIVE_STATUS} AS effective_status, {_TEST_HIDDEN} AS test_hidden"
+
+
+# The teacher's runs first, oldest first; then class-round runs of unpaused rounds, fairly: the
+# student who has had fewest runs trained goes first, then the earliest submitted.
+_NEXT_IN_QUEUE = """
+    SELECT runs.id FROM runs
+    LEFT JOIN students s ON s.id = runs.student_id LEFT JOIN rounds d ON d.id = s.round_id
+    WHERE runs.status = 'queued' AND (runs.student_id IS NULL OR d.paused = 0)
+    ORDER BY runs.student_id IS NOT NULL,
+        (SELECT COUNT(*) FROM runs done WHERE done.student_id = runs.student_id AND done.status != 'queued'),
+        runs.created_at, runs.id
+    LIMIT 1
+"""
 
 
 class RunStateError(ValueError):
@@ -153,7 +172,8 @@ class Store:
         return cursor.lastrowid
 
     def claim_next(self, worker_pid: int, max_running: int = 1) -> int | None:
-        """Atomically move the oldest queued run to running for this worker, within the limit."""
+        """Atomically move the next queued run (see _NEXT_IN_QUEUE) to running for this worker,
+        within the limit."""
         now = time.time()
         with self._transaction() as db:
             running = db.execute(
@@ -162,7 +182,7 @@ class Store:
             ).fetchone()[0]
             if running >= max_running:
                 return None
-            row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            row = db.execute(_NEXT_IN_QUEUE).fetchone()
             if row is None:
                 return None
             db.execute(
@@ -330,6 +350,158 @@ class Store:
             self._resolve(checkpoint).unlink(missing_ok=True)
             metadata_path(self._resolve(checkpoint)).unlink(missing_ok=True)
 
+    # -- class rounds ------------------------------------------------------------------------
+
+    def open_round(
+        self,
+        name: str,
+        *,
+        runs_per_student: int,
+        train_limit: int,
+        epochs: int,
+        public_images: int,
+        public_seed: int,
+    ) -> int:
+        """A new round, open for students; the previous one is closed (archived, never deleted)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE rounds SET state = 'closed', closed_at = ? WHERE state = 'open'", (now,))
+            experiment_id = db.execute(
+                "INSERT INTO experiments (name, kind, description, varies, created_at)"
+                " VALUES (?, 'round', ?, 'variant', ?)",
+                (name, f"Class round: {train_limit:,} training images, {epochs} epochs per run.", now),
+            ).lastrowid
+            return db.execute(
+                "INSERT INTO rounds (name, runs_per_student, train_limit, epochs, public_images, public_seed,"
+                " experiment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, runs_per_student, train_limit, epochs, public_images, public_seed, experiment_id, now),
+            ).lastrowid
+
+    def get_round(self, round_id: int) -> Round | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
+        return _round(row) if row else None
+
+    def current_round(self) -> Round | None:
+        """The newest round (older ones are archived)."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM rounds ORDER BY id DESC LIMIT 1").fetchone()
+        return _round(row) if row else None
+
+    def advance_round(self, round_id: int, state: RoundState) -> None:
+        """open -> closed -> revealed, never back."""
+        before = {RoundState.CLOSED: RoundState.OPEN, RoundState.REVEALED: RoundState.CLOSED}[state]
+        stamp = {RoundState.CLOSED: "closed_at", RoundState.REVEALED: "revealed_at"}[state]
+        with self._transaction() as db:
+            moved = db.execute(
+                f"UPDATE rounds SET state = ?, {stamp} = ? WHERE id = ? AND state = ?",
+                (state, time.time(), round_id, before),
+            ).rowcount
+        if not moved:
+            current = self.get_round(round_id)
+            found = "does not exist" if current is None else f"is {current.state}"
+            raise RunStateError(f"round {round_id} {found}; only a {before} round can become {state}")
+
+    def pause_round(self, round_id: int, paused: bool) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE rounds SET paused = ? WHERE id = ?", (int(paused), round_id))
+
+    def join_round(self, round_id: int, nickname: str, token: str) -> Student:
+        """A student joins an open round under a nickname nobody in it has (case-insensitive)."""
+        with self._transaction() as db:
+            state = db.execute("SELECT state FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            if state is None or state[0] != RoundState.OPEN:
+                raise RunStateError("this round is not open for joining")
+            try:
+                db.execute(
+                    "INSERT INTO students (round_id, nickname, token, joined_at) VALUES (?, ?, ?, ?)",
+                    (round_id, nickname, token, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise RunStateError(
+                    f"the nickname {nickname!r} is taken in this round; choose another"
+                ) from None
+        return self.student_by_token(token)
+
+    def student_by_token(self, token: str) -> Student | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM students WHERE token = ?", (token,)).fetchone()
+        return _student(row) if row else None
+
+    def list_students(self, round_id: int) -> list[Student]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM students WHERE round_id = ? ORDER BY id", (round_id,)).fetchall()
+        return [_student(row) for row in rows]
+
+    def rename_student(self, student_id: int, nickname: str) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute("UPDATE students SET nickname = ? WHERE id = ?", (nickname, student_id))
+        except sqlite3.IntegrityError:
+            raise RunStateError(f"the nickname {nickname!r} is taken in this round") from None
+
+    def hide_student(self, student_id: int, hidden: bool) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE students SET hidden = ? WHERE id = ?", (int(hidden), student_id))
+
+    def choose_final(self, student: Student, run_id: int | None) -> None:
+        """The run a student stands by for the private score (None: their best public one)."""
+        with self._transaction() as db:
+            if (
+                run_id is not None
+                and not db.execute(
+                    "SELECT 1 FROM runs WHERE id = ? AND student_id = ?", (run_id, student.id)
+                ).fetchone()
+            ):
+                raise RunStateError(f"run {run_id} is not one of {student.nickname}'s runs")
+            db.execute("UPDATE students SET final_run_id = ? WHERE id = ?", (run_id, student.id))
+
+    def submit_round_run(self, student: Student, config: TrainConfig) -> int:
+        """Queue a student's run, if the round's rules allow it now: the round is open, the student
+        has no run queued or training, and has runs left. Checked and written in one transaction."""
+        config = config.validated()
+        stale = time.time() - heartbeat_timeout_s()
+        with self._transaction() as db:
+            game = _round(db.execute("SELECT * FROM rounds WHERE id = ?", (student.round_id,)).fetchone())
+            if game.state != RoundState.OPEN:
+                raise RunStateError(f"the round is {game.state}: no more runs can be submitted")
+            mine = db.execute(
+                f"SELECT COUNT(*), TOTAL(({_EFFECTIVE_STATUS}) IN ('queued', 'running')) FROM runs"
+                " WHERE student_id = :student",
+                {"student": student.id, "stale": stale},
+            ).fetchone()
+            if mine[1]:
+                raise RunStateError("you already have a run queued or training; wait until it has finished")
+            if mine[0] >= game.runs_per_student:
+                raise RunStateError(f"you have used all {game.runs_per_student} runs of this round")
+            return db.execute(
+                "INSERT INTO runs (name, variant, config, status, source, created_at, experiment_id,"
+                " student_id)"
+                " VALUES (?, ?, ?, 'queued', 'round', ?, ?, ?)",
+                (
+                    f"{student.nickname}-{mine[0] + 1}",
+                    config.variant,
+                    json.dumps(config.to_dict()),
+                    time.time(),
+                    game.experiment_id,
+                    student.id,
+                ),
+            ).lastrowid
+
+    def round_of_run(self, run_id: int) -> Round | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT d.* FROM runs JOIN students s ON s.id = runs.student_id"
+                " JOIN rounds d ON d.id = s.round_id"
+                " WHERE runs.id = ?",
+                (run_id,),
+            ).fetchone()
+        return _round(row) if row else None
+
+    def record_public_accuracy(self, run_id: int, accuracy: float) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET public_accuracy = ? WHERE id = ?", (accuracy, run_id))
+
     # -- progress, written by the process that trains ---------------------------------------
 
     def heartbeat(self, run_id: int) -> None:
@@ -426,7 +598,7 @@ class Store:
     def get_run(self, run_id: int) -> Run | None:
         with self._connect() as db:
             row = db.execute(
-                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs WHERE id = :id",
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = :id",
                 {"id": run_id, "stale": time.time() - heartbeat_timeout_s()},
             ).fetchone()
         return self._run(row) if row else None
@@ -469,7 +641,7 @@ class Store:
         where = "" if experiment_id is None else "WHERE experiment_id = :experiment"
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT *, {_EFFECTIVE_STATUS} AS effective_status FROM runs {where} ORDER BY id DESC",
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC",
                 {"stale": time.time() - heartbeat_timeout_s(), "experiment": experiment_id},
             ).fetchall()
         runs = [self._run(row) for row in rows]
@@ -494,8 +666,19 @@ class Store:
     def _run(self, row: sqlite3.Row) -> Run:
         values = dict(row)
         values["status"] = RunStatus(values.pop("effective_status"))
+        if values.pop("test_hidden"):
+            values["test_accuracy"] = None
         values["config"] = TrainConfig.from_dict(json.loads(values["config"]))
         values["stop_requested"] = bool(values["stop_requested"])
         if values["checkpoint"]:
             values["checkpoint"] = str(self._resolve(values["checkpoint"]))
         return Run(**values)
+
+
+def _round(row: sqlite3.Row) -> Round:
+    values = dict(row)
+    return Round(**{**values, "state": RoundState(values["state"]), "paused": bool(values["paused"])})
+
+
+def _student(row: sqlite3.Row) -> Student:
+    return Student(**{**dict(row), "hidden": bool(row["hidden"])})
