@@ -38,7 +38,10 @@ def aggregate(runs: Iterable[dict], by: str = "variant") -> list[dict]:
 
 
 def spread(row: dict, metric: str, scale: float = 100, digits: int = 1) -> str:
-    """'84.3 ± 0.4' over several seeds; '84.3' over one, which has no spread to show."""
+    """'84.3 ± 0.4' over several seeds; '84.3' over one, which has no spread to show; '–' where
+    nothing was measured (a class round's hidden test scores)."""
+    if math.isnan(row[metric]):
+        return "–"
     text = f"{scale * row[metric]:.{digits}f}"
     return text + (f" ± {scale * row[metric + '_std']:.{digits}f}" if row["seeds"] > 1 else "")
 
@@ -68,13 +71,17 @@ def _versus(row: dict, base: dict, metric: str, label: str) -> str:
 def variant_findings(rows: list[dict]) -> list[str]:
     """Sentences a teacher can read out about variants compared with the baseline."""
     by = {row["variant"]: row for row in rows}
-    best = max(rows, key=lambda r: r["test_accuracy"])
+    # a class round's test scores are hidden until its reveal: then validation speaks alone
+    tested = all(not math.isnan(r["test_accuracy"]) for r in rows)
+    score, split = ("test_accuracy", "test") if tested else ("val_accuracy", "validation")
+    best = max(rows, key=lambda r: r[score])
     widest = max(rows, key=lambda r: r["gap"])
     tightest = min(rows, key=lambda r: abs(r["gap"]))
     lines = [
-        f"Best test accuracy: {best['variant']} ({100 * best['test_accuracy']:.1f}%).",
+        f"Best {split} accuracy: {best['variant']} ({100 * best[score]:.1f}%)"
+        + ("." if tested else "; the test scores stay hidden until the reveal."),
         f"Largest generalization gap: {widest['variant']} ({100 * widest['gap']:.1f} points)"
-        + (", though it also tests best." if widest is best and len(rows) > 1 else "."),
+        + (f", though it also scores best on {split}." if widest is best and len(rows) > 1 else "."),
         f"Smallest generalization gap: {tightest['variant']} ({100 * tightest['gap']:+.1f} points).",
     ]
     if "baseline" in by:
@@ -84,8 +91,8 @@ def variant_findings(rows: list[dict]) -> list[str]:
                 continue
             sentence = (
                 f"{row['variant']} vs baseline: {_versus(row, base, 'gap', 'gap')}, "
-                f"{_versus(row, base, 'val_accuracy', 'validation accuracy')}, "
-                f"{_versus(row, base, 'test_accuracy', 'test accuracy')}"
+                f"{_versus(row, base, 'val_accuracy', 'validation accuracy')}"
+                + (f", {_versus(row, base, 'test_accuracy', 'test accuracy')}" if tested else "")
             )
             validates_worse = row["val_accuracy"] < base["val_accuracy"] - _noise(row, base, "val_accuracy")
             if validates_worse and row["train_accuracy"] < base["train_accuracy"] - 0.05:

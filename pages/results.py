@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import ui
@@ -145,36 +146,47 @@ run_id = st.selectbox(
     bind="query-params",
 )
 run = with_checkpoint.set_index("id").loc[run_id]
-_, metadata = ui.load_checkpoint(run["checkpoint"])
-try:
-    mirrored = ui.mirrored_accuracy(run["checkpoint"])
-except DataError:
-    mirrored = None
-left, right, _ = st.columns(3)
-left.metric("Test accuracy", ui.percent(run["test_accuracy"]))
-right.metric(
-    "On the test images mirrored left-right",
-    ui.percent(mirrored),
-    help="Shoes facing right, which the training set never shows: what data augmentation is for.",
-)
-if metadata.get("confusion_matrix"):
-    left, right = st.columns([3, 2])
-    ui.chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), "detail_cm", left)
-    ui.chart(charts.per_class_bars(metadata["per_class_accuracy"], run["variant"]), "detail_pc", right)
 
-st.markdown("**What it gets wrong** (most confident mistakes first)")
-try:
-    test_images = ui.test_images().images
-except DataError as e:
-    st.warning(f"The test images are needed for this gallery. {e}")
-else:
-    mistakes = ui.mistakes(run["checkpoint"])
-    for row_start in range(0, len(mistakes), 8):
-        for column, mistake in zip(st.columns(8), mistakes[row_start : row_start + 8], strict=False):
-            column.image(np.asarray(test_images[mistake.index]), width=84, clamp=True)
-            column.caption(
-                f"**{mistake.predicted_class}** ({mistake.confidence:.0%})  \ntrue: {mistake.true_class}"
-            )
+
+def run_detail(run) -> None:
+    """Test accuracy, on mirrored images, the confusion matrix, per-class accuracy, the mistakes."""
+    if pd.notna(run["student_id"]) and pd.isna(run["test_accuracy"]):
+        # a class round's run: nothing measured on the test set is shown before the teacher's reveal
+        st.info("A class-round run: its test results stay hidden until the teacher reveals the round.")
+        return
+    _, metadata = ui.load_checkpoint(run["checkpoint"])
+    try:
+        mirrored = ui.mirrored_accuracy(run["checkpoint"])
+    except DataError:
+        mirrored = None
+    left, right, _ = st.columns(3)
+    left.metric("Test accuracy", ui.percent(run["test_accuracy"]))
+    right.metric(
+        "On the test images mirrored left-right",
+        ui.percent(mirrored),
+        help="Shoes facing right, which the training set never shows: what data augmentation is for.",
+    )
+    if metadata.get("confusion_matrix"):
+        left, right = st.columns([3, 2])
+        ui.chart(charts.confusion_matrix_figure(metadata["confusion_matrix"]), "detail_cm", left)
+        ui.chart(charts.per_class_bars(metadata["per_class_accuracy"], run["variant"]), "detail_pc", right)
+
+    st.markdown("**What it gets wrong** (most confident mistakes first)")
+    try:
+        test_images = ui.test_images().images
+    except DataError as e:
+        st.warning(f"The test images are needed for this gallery. {e}")
+    else:
+        mistakes = ui.mistakes(run["checkpoint"])
+        for row_start in range(0, len(mistakes), 8):
+            for column, mistake in zip(st.columns(8), mistakes[row_start : row_start + 8], strict=False):
+                column.image(np.asarray(test_images[mistake.index]), width=84, clamp=True)
+                column.caption(
+                    f"**{mistake.predicted_class}** ({mistake.confidence:.0%})  \ntrue: {mistake.true_class}"
+                )
+
+
+run_detail(run)
 
 if ui.is_teacher():
     with st.expander("Delete this run"):

@@ -132,7 +132,9 @@ def test_findings_keep_the_uncomfortable_results_and_name_the_noise():
     ]
     text = findings.variant_findings(rows)
     assert text[0] == "Best test accuracy: batch_norm (82.0%)."
-    assert text[1] == "Largest generalization gap: batch_norm (17.5 points), though it also tests best."
+    assert (
+        text[1] == "Largest generalization gap: batch_norm (17.5 points), though it also scores best on test."
+    )
     dropout = next(t for t in text if t.startswith("dropout vs baseline"))
     assert (
         "gap -8.3 points" in dropout

@@ -178,3 +178,32 @@ def test_the_round_commands(workspace, capsys, tmp_path):
     assert main(["round", "open", "--epochs", "0"]) == 2 and "epochs must be" in capsys.readouterr().err
     assert main(["round", "open", "--name", "Next"]) == 0  # a new round; the old one stays readable
     assert workspace.store.get_round(opened["id"]).state == "revealed"
+
+
+def test_results_show_no_test_score_of_a_round_before_its_reveal(
+    workspace, store, game, idx_dir, monkeypatch
+):
+    import sqlite3
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ui
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(idx_dir))
+    monkeypatch.setattr(ui.roles, "client_is_local", lambda: False)  # a student's laptop
+    ada = rounds.join(store, game.id, "Ada")
+    run_id = rounds.submit(store, ada.token, "baseline")
+    _train_round_runs(workspace)
+    with sqlite3.connect(store.path) as db:  # what the store holds, unmasked
+        [(test,)] = db.execute("SELECT test_accuracy FROM runs WHERE id = ?", (run_id,)).fetchall()
+    dashboard = Path(__file__).resolve().parent.parent / "dashboard.py"
+    app = AppTest.from_file(str(dashboard), default_timeout=60).run()
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    summary, every_run = app.dataframe[0].value, app.dataframe[1].value
+    assert summary["test %"].tolist() == ["–"] and every_run["test %"].isna().all()
+    assert not [m for m in app.metric if m.label == "Test accuracy"]
+    assert any("stay hidden until the teacher reveals" in i.value for i in app.info)
+    assert any("test scores stay hidden until the reveal" in m.value for m in app.markdown)
+    assert test is not None  # it was measured, and is kept for the reveal
