@@ -623,3 +623,43 @@ def attribution_figure(image28: np.ndarray, pixels: np.ndarray, class_name: str)
         margin={"t": 50, "b": 0, "l": 0, "r": 0},
     )
     return fig
+
+
+def public_private_scatter(rows: list) -> go.Figure:
+    """A class round after its reveal: each student's public score (validation slice) against
+    their private one (test), with y = x. Below the line: the public score flattered them."""
+    shown = [r for r in rows if r.best_public is not None and r.private is not None]
+    scores = [v for r in shown for v in (r.best_public, r.private)] or [0.0, 1.0]
+    low, high = max(0.0, min(scores) - 0.02), min(1.0, max(scores) + 0.02)
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[low, high],
+                y=[low, high],
+                mode="lines",
+                name="y = x: as public, so private",
+                line={"color": "#888888", "dash": "dash"},
+                hoverinfo="skip",
+            ),
+            go.Scatter(
+                x=[r.best_public for r in shown],
+                y=[r.private for r in shown],
+                mode="markers+text",
+                text=[r.nickname for r in shown],
+                textposition="top center",
+                name="students",
+                marker={"size": 12, "color": "#4c78a8"},
+                hovertemplate="%{text}: public %{x:.1%}, private %{y:.1%}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_xaxes(range=[low, high], tickformat=".0%")
+    fig.update_yaxes(range=[low, high], tickformat=".0%")  # the same range: y = x is the diagonal
+    _layout(
+        fig,
+        "Public vs private: below the line, the public score flattered",
+        "private (test)",
+        x_title="public (validation slice)",
+    )
+    fig.update_layout(hovermode="closest", height=480)
+    return fig

@@ -45,15 +45,15 @@ _RUN_COLUMNS = f"runs.*, {_EFFECTIVE_STATUS} AS effective_status, {_TEST_HIDDEN}
 
 # The teacher's runs first, oldest first; then class-round runs of unpaused rounds, fairly: the
 # student who has had fewest runs trained goes first, then the earliest submitted.
-_NEXT_IN_QUEUE = """
+_QUEUE_ORDER = """
     SELECT runs.id FROM runs
     LEFT JOIN students s ON s.id = runs.student_id LEFT JOIN rounds d ON d.id = s.round_id
     WHERE runs.status = 'queued' AND (runs.student_id IS NULL OR d.paused = 0)
     ORDER BY runs.student_id IS NOT NULL,
         (SELECT COUNT(*) FROM runs done WHERE done.student_id = runs.student_id AND done.status != 'queued'),
         runs.created_at, runs.id
-    LIMIT 1
 """
+_NEXT_IN_QUEUE = _QUEUE_ORDER + " LIMIT 1"
 
 
 class RunStateError(ValueError):
@@ -487,6 +487,12 @@ class Store:
                     student.id,
                 ),
             ).lastrowid
+
+    def queue_position(self, run_id: int) -> int | None:
+        """1 for the run a worker takes next, ...; None for a run not waiting (or in a paused round)."""
+        with self._connect() as db:
+            order = [row[0] for row in db.execute(_QUEUE_ORDER)]
+        return order.index(run_id) + 1 if run_id in order else None
 
     def round_of_run(self, run_id: int) -> Round | None:
         with self._connect() as db:

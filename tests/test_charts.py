@@ -198,3 +198,19 @@ def test_one_seed_says_so_without_a_spread():
     assert tables.summary_table([{**row, "seeds": 3, "test_accuracy_std": 0.004}], "variant")[
         "test %"
     ].tolist() == ["90.0 ± 0.4"]
+
+
+def test_the_public_private_scatter_has_the_students_and_the_diagonal():
+    from lenet.rounds import BoardRow
+
+    rows = [
+        BoardRow(1, "Ada", 1, 2, 0.81, 0.012, False, "baseline", 5, 0.79, 2, 0.8),
+        BoardRow(2, "Bob", 2, 1, 0.80, 0.013, True, "l2", 6, 0.80, 1, 0.8),
+        BoardRow(3, "Cy", 3, 1, None, None, False, "", None, None, None, None),  # nothing finished
+    ]
+    fig = charts.public_private_scatter(rows)
+    diagonal, students = fig.data
+    assert list(diagonal.x) == list(diagonal.y) and list(fig.layout.xaxis.range) == list(
+        fig.layout.yaxis.range
+    )
+    assert list(students.text) == ["Ada", "Bob"] and list(students.y) == [0.79, 0.80]

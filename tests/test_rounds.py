@@ -207,3 +207,66 @@ def test_results_show_no_test_score_of_a_round_before_its_reveal(
     assert any("stay hidden until the teacher reveals" in i.value for i in app.info)
     assert any("test scores stay hidden until the reveal" in m.value for m in app.markdown)
     assert test is not None  # it was measured, and is kept for the reveal
+
+
+def _class_page(token: str | None = None):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=60)
+    if token:
+        app.query_params["student"] = token
+    app.run()
+    return app.switch_page("pages/class.py").run()
+
+
+@pytest.fixture
+def student_session(monkeypatch):
+    import ui
+
+    monkeypatch.setattr(ui.roles, "client_is_local", lambda: False)  # a laptop in the room
+
+
+def test_a_student_joins_submits_and_keeps_who_they_are_on_a_reload(store, game, student_session):
+    app = _class_page()
+    assert not app.exception
+    nickname = next(t for t in app.text_input if t.label == "Nickname")
+    nickname.input("Ada")
+    next(b for b in app.button if b.label == "Join").click().run()
+    token = app.query_params["student"]
+    assert store.student_by_token(token).nickname == "Ada"
+    assert any("3 of 3 runs left" in m.value for m in app.markdown)
+    next(b for b in app.button if b.label == "Submit run").click().run()
+    assert len(store.list_runs(experiment_id=game.experiment_id)) == 1
+    next(b for b in app.button if b.label == "Submit run").click().run()  # while the first is queued
+    assert any("already have a run queued" in e.value for e in app.error)
+    assert len(store.list_runs(experiment_id=game.experiment_id)) == 1
+
+    again = _class_page(token)  # a reload, or the same URL after a reconnect
+    assert not again.exception
+    assert any("Ada" in m.value and "2 of 3 runs left" in m.value for m in again.markdown)
+    assert not [t for t in again.text_input if t.label == "Nickname"]
+    board = again.dataframe[0].value
+    assert board["nickname"].tolist() == ["Ada"] and board["public %"].tolist() == ["–"]
+
+
+def test_the_teacher_opens_closes_and_reveals_from_the_page(store, monkeypatch):
+    import ui
+
+    monkeypatch.setattr(ui.roles, "client_is_local", lambda: True)  # the teacher's own machine
+    app = _class_page()
+    assert not app.exception
+    next(b for b in app.button if b.label == "Open the round").click().run()
+    game = store.current_round()
+    assert game is not None and game.state == RoundState.OPEN and game.runs_per_student == 3
+    next(b for b in app.button if b.label == "Close the round").click().run()
+    assert store.current_round().state == RoundState.CLOSED
+    next(b for b in app.button if b.label == "Reveal the test scores").click().run()
+    assert store.current_round().state == RoundState.REVEALED and not app.exception
+
+
+def test_a_student_cannot_use_the_teachers_controls(store, game, student_session):
+    app = _class_page()
+    labels = {b.label for b in app.button}
+    assert not labels & {"Open the round", "Close the round", "Reveal the test scores", "Pause the round"}

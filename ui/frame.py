@@ -26,6 +26,7 @@ PAGES = (
     PageInfo("pages/train.py", "Train", ":material/model_training:"),
     PageInfo("pages/live.py", "Live", ":material/monitoring:"),
     PageInfo("pages/results.py", "Results", ":material/leaderboard:"),
+    PageInfo("pages/class.py", "Class", ":material/groups:"),
     PageInfo("pages/sandbox.py", "Sandbox", ":material/draw:"),
 )
 
