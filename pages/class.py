@@ -132,6 +132,7 @@ def submit_form() -> None:
             except (RunStateError, ConfigError) as e:
                 st.error(f"Not submitted: {e}")
             else:
+                ui.start_training()  # the worker pool, started here as for the teacher's launches
                 st.success(f"Submitted run #{run_id}.")
 
 
@@ -189,10 +190,7 @@ def the_board() -> None:
         lambda row: ["background-color: #fff3bf; font-weight: 600" if row.name == own else "" for _ in row],
         axis=1,
     ).hide(axis="index")
-    if ui.presenting():  # plain text that follows the projector's font size
-        st.table(styled)
-    else:
-        st.dataframe(styled, hide_index=True)
+    st.table(styled)  # plain text: readable on the projector, the highlight on every screen
     st.caption("= : within one standard error of the row above, a tie the public slice cannot break.")
     if revealed:
         st.markdown(rounds.reveal_story(rows, current))

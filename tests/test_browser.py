@@ -20,7 +20,7 @@ from lenet.records import runs_frame
 from lenet.train import TrainConfig
 from lenet.workspace import REPO_ROOT, Workspace
 
-from conftest import finished_weight_decay_sweep, free_port, make_dataset_dir, train_queued
+from conftest import finished_weight_decay_sweep, free_port, make_dataset_dir, train_queued, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,7 @@ PAGES = {
     "train": "Train",
     "live": "Live",
     "results": "Results",
+    "class": "Class round",
     "sandbox": "Sandbox",
 }
 CHROMIUM_ARGS = [
@@ -393,3 +394,83 @@ def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, 
         teacher.click(stop)
         assert store.get_run(1).stop_requested == 1
         teacher.close()
+
+
+def test_three_students_join_from_another_device_submit_and_see_the_test_only_after_the_reveal(
+    browser, peer, tmp_path
+):
+    """The students' laptops are a network namespace (real non-loopback peers); the teacher is the
+    machine itself."""
+    import sqlite3
+
+    from benchmarks.netns import HOST_ADDRESS
+    from lenet import rounds
+    from lenet.records import RoundState
+
+    def a_paused_round(workspace, data_dir):  # paused: the runs stay queued while the students act
+        game = rounds.open_round(
+            workspace.store, "Browser round", runs_per_student=2, train_limit=100, epochs=1
+        )
+        workspace.store.pause_round(game, True)
+
+    with serve_dashboard(tmp_path, a_paused_round, address="0.0.0.0") as url:
+        store = Workspace(tmp_path / "home").store
+        game = store.current_round()
+        room = url.replace("127.0.0.1", HOST_ADDRESS)
+        laptop = browser.browser_type.launch(
+            executable_path=str(peer.executable(CHROMIUM, tmp_path)), args=CHROMIUM_ARGS
+        )
+        try:
+            pages = {}
+            for name in ("Ada", "Bob", "Cy"):
+                page = pages[name] = laptop.new_page(viewport={"width": 1366, "height": 1200})
+                page.goto(f"{room}/class")
+                nickname = page.locator('input[aria-label="Nickname"]')
+                nickname.wait_for(timeout=60_000)
+                nickname.fill(name)
+                page.get_by_role("button", name="Join").click()
+                submit = page.get_by_role("button", name="Submit run")
+                submit.wait_for(timeout=60_000)
+                submit.click()
+                page.get_by_text("Submitted run").wait_for(timeout=30_000)
+                submit.click()  # a second run while the first waits: refused, and says why
+                page.get_by_text("already have a run queued or training").wait_for(timeout=30_000)
+            assert [r.student_id is not None for r in store.list_runs()] == [True] * 3
+
+            ada = pages["Ada"]
+            ada.reload()  # the token in the URL keeps who she is
+            ada.get_by_text("Ada: 1 of 2 runs left").wait_for(timeout=60_000)
+            ada.locator("table").first.wait_for(timeout=30_000)
+            bold = ada.eval_on_selector_all(  # the board highlights the student's own row
+                "table td",
+                "cells => cells.filter(c => +getComputedStyle(c).fontWeight >= 600).map(c => c.innerText)",
+            )
+            assert "Ada" in bold and "Bob" not in bold and "Cy" not in bold
+
+            store.pause_round(game.id, False)  # the teacher resumes: the pool trains the three runs
+            wait_until(
+                lambda: len(store.list_runs(("finished",), experiment_id=game.experiment_id)) == 3,
+                timeout=180,
+            )
+            with sqlite3.connect(store.path) as db:
+                tests = [
+                    row[0]
+                    for row in db.execute("SELECT test_accuracy FROM runs WHERE student_id IS NOT NULL")
+                ]
+            assert all(t is not None for t in tests)  # measured, and kept for the reveal
+            for path in ("class", "results", "live"):
+                ada.goto(f"{room}/{path}?student={pages['Ada'].url.split('student=')[-1]}")
+                ada.wait_for_timeout(3_000)
+                text = ada.inner_text("body")
+                assert "private %" not in text and "Test accuracy" not in text, path
+
+            store.advance_round(game.id, RoundState.CLOSED)
+            store.advance_round(game.id, RoundState.REVEALED)
+            ada.goto(f"{room}/class?student={pages['Ada'].url.split('student=')[-1]}")
+            ada.get_by_text("The board: the test scores are out").wait_for(timeout=60_000)
+            board = ada.inner_text("table")
+            assert "private %" in board
+            for run in store.list_runs(experiment_id=game.experiment_id):
+                assert f"{100 * run.test_accuracy:.1f}%" in board
+        finally:
+            laptop.close()

@@ -226,6 +226,7 @@ def student_session(monkeypatch):
     import ui
 
     monkeypatch.setattr(ui.roles, "client_is_local", lambda: False)  # a laptop in the room
+    monkeypatch.setattr(ui.actions, "ensure_workers", lambda workspace: None)  # no training processes
 
 
 def test_a_student_joins_submits_and_keeps_who_they_are_on_a_reload(store, game, student_session):
@@ -247,7 +248,7 @@ def test_a_student_joins_submits_and_keeps_who_they_are_on_a_reload(store, game,
     assert not again.exception
     assert any("Ada" in m.value and "2 of 3 runs left" in m.value for m in again.markdown)
     assert not [t for t in again.text_input if t.label == "Nickname"]
-    board = again.dataframe[0].value
+    board = again.table[0].value
     assert board["nickname"].tolist() == ["Ada"] and board["public %"].tolist() == ["–"]
 
 

@@ -11,7 +11,7 @@ pages/ folder as old-style pages until some session has run `st.navigation`).
 
 from lenet.tables import percent
 
-from .actions import launch, launch_experiment, teacher_action
+from .actions import launch, launch_experiment, start_training, teacher_action
 from .frame import PAGES, setup_page
 from .loaders import (
     load_checkpoint,
@@ -62,6 +62,7 @@ __all__ = [
     "run_state",
     "runs_now",
     "shared_view",
+    "start_training",
     "setup_page",
     "table",
     "teacher_action",

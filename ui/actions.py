@@ -53,6 +53,11 @@ def ensure_workers(ws: Workspace) -> None:
     start(ws)
 
 
+def start_training() -> None:
+    """Make sure the worker pool trains what is queued (a student's submission, checked already)."""
+    ensure_workers(workspace())
+
+
 def launch(configs: list[TrainConfig], name: str | None = None) -> list[int]:
     """Queue runs and make sure the worker pool will train them (a double click queues them once)."""
 
