@@ -447,6 +447,9 @@ class Store:
     def choose_final(self, student: Student, run_id: int | None) -> None:
         """The run a student stands by for the private score (None: their best public one)."""
         with self._transaction() as db:
+            state = db.execute("SELECT state FROM rounds WHERE id = ?", (student.round_id,)).fetchone()[0]
+            if state == RoundState.REVEALED:
+                raise RunStateError("the round is revealed: the final runs are set")
             if (
                 run_id is not None
                 and not db.execute(

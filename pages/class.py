@@ -141,16 +141,32 @@ def my_runs() -> None:
     if not mine:
         return
     st.subheader("Your runs")
+    done = [r.train_seconds for r in store.list_runs(experiment_id=game.experiment_id) if r.train_seconds]
+    per_run = sum(done) / len(done) if done else None  # what a round run has taken so far
     for run in mine:
         if run.status == RunStatus.QUEUED:
             place = store.queue_position(run.id)
             wait = "paused by the teacher" if place is None else f"number {place} in the queue"
+            if place is not None and per_run:
+                wait += f", starts in at most about {ui.duration(place * per_run)}"
             st.write(f"#{run.id} {rounds.one_line(run.config)}: queued, {wait}")
         elif run.status == RunStatus.RUNNING:
             st.progress(run.progress, text=f"#{run.id} {rounds.one_line(run.config)}: {ui.run_state(run)}")
         else:
             public = ui.percent(run.public_accuracy)
             st.write(f"#{run.id} {rounds.one_line(run.config)}: {run.status}, public score {public}")
+    scored = [run for run in mine if run.public_accuracy is not None]
+    if len(scored) > 1 and game.state != RoundState.REVEALED:
+        options = [None, *(run.id for run in scored)]
+        chosen = st.selectbox(
+            "Your final run (its test score counts at the reveal)",
+            options,
+            index=options.index(me.final_run_id) if me.final_run_id in options else 0,
+            format_func=lambda i: "my best public score" if i is None else f"#{i}",
+            key="final_run",
+        )
+        if chosen != me.final_run_id:
+            store.choose_final(me, chosen)  # checked: one of the student's own runs
     epochs = store.epoch_metrics([run.id for run in mine])
     if len(epochs):
         ui.chart(charts.epoch_curves(epochs, runs_frame(mine)), "my_curves")

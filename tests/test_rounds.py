@@ -271,3 +271,25 @@ def test_a_student_cannot_use_the_teachers_controls(store, game, student_session
     app = _class_page()
     labels = {b.label for b in app.button}
     assert not labels & {"Open the round", "Close the round", "Reveal the test scores", "Pause the round"}
+
+
+def test_a_student_may_stand_by_another_run_than_the_best_public_one(store, game):
+    ada, bob = rounds.join(store, game.id, "Ada"), rounds.join(store, game.id, "Bob")
+    first = rounds.submit(store, ada.token, "baseline")
+    store.claim_next(os.getpid(), max_running=10)
+    store.finish(first, "finished")
+    store.record_public_accuracy(first, 0.80)
+    second = rounds.submit(store, ada.token, "baseline")
+    store.claim_next(os.getpid(), max_running=10)
+    store.finish(second, "finished")
+    store.record_public_accuracy(second, 0.70)
+    [row] = rounds.board(store, store.get_round(game.id))[:1]
+    assert row.final_run_id == first and row.best_public == 0.80  # by default, the best public one
+    store.choose_final(ada, second)
+    assert rounds.board(store, store.get_round(game.id))[0].final_run_id == second
+    with pytest.raises(RunStateError, match="not one of Ada's runs"):
+        store.choose_final(ada, rounds.submit(store, bob.token, "baseline"))  # forged: Bob's run
+    store.advance_round(game.id, RoundState.CLOSED)
+    store.advance_round(game.id, RoundState.REVEALED)
+    with pytest.raises(RunStateError, match="final runs are set"):
+        store.choose_final(ada, first)

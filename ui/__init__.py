@@ -9,7 +9,7 @@ router in dashboard.py, or as the very first request on a fresh server (when Str
 pages/ folder as old-style pages until some session has run `st.navigation`).
 """
 
-from lenet.tables import percent
+from lenet.tables import duration, percent
 
 from .actions import launch, launch_experiment, start_training, teacher_action
 from .frame import PAGES, setup_page
@@ -48,6 +48,7 @@ __all__ = [
     "SharedFigure",
     "chart",
     "choose_experiment",
+    "duration",
     "follow_store",
     "is_teacher",
     "knob_input",
