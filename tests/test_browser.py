@@ -355,6 +355,20 @@ def peer():
         pytest.skip(str(e))
 
 
+def open_from_the_room(page, url: str, heading: str) -> None:
+    """Open a page from the namespace's browser. Once in eight full runs, the first page over a
+    fresh veth link stayed without its heading for a minute, and the same test passed at once when
+    rerun; so one reload is allowed before failing (not yet understood; see the closing note)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url)
+    try:
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+    except PlaywrightTimeout:
+        page.reload()
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+
+
 def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, peer, tmp_path):
     from benchmarks.fake_browser import FakeBrowser
     from benchmarks.netns import HOST_ADDRESS
@@ -373,8 +387,7 @@ def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, 
         )
         page = laptop.new_page(viewport={"width": 1366, "height": 768})
         for path, heading in PAGES.items():
-            page.goto(f"{room_url}/{path}")
-            page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+            open_from_the_room(page, f"{room_url}/{path}", heading)
             _wait_idle(page)
             for control in ("Stop", "Cancel", "Launch the comparison (quick demo)", "Queue this run"):
                 # in the page (Streamlit's own "Stop" in its status widget stops only this tab's script)
@@ -424,7 +437,7 @@ def test_three_students_join_from_another_device_submit_and_see_the_test_only_af
             pages = {}
             for name in ("Ada", "Bob", "Cy"):
                 page = pages[name] = laptop.new_page(viewport={"width": 1366, "height": 1200})
-                page.goto(f"{room}/class")
+                open_from_the_room(page, f"{room}/class", "Class round")
                 nickname = page.locator('input[aria-label="Nickname"]')
                 nickname.wait_for(timeout=60_000)
                 nickname.fill(name)
