@@ -126,6 +126,14 @@ class BoardRow:
     private_rank: int | None
     best_public_val: float | None  # the same run on all the validation images
 
+    @property
+    def move(self) -> str:
+        """How the reveal moved them: '▲ 2', '▼ 1', '=' (blank before the reveal)."""
+        if self.private_rank is None:
+            return ""
+        change = self.rank - self.private_rank
+        return f"▲ {change}" if change > 0 else f"▼ {-change}" if change < 0 else "="
+
     def to_dict(self) -> dict:
         return dict(vars(self))
 

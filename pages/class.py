@@ -190,7 +190,7 @@ def the_board() -> None:
             **(
                 {
                     "private %": ui.percent(r.private),
-                    "move": _move(r),
+                    "move": r.move,
                 }
                 if revealed
                 else {}
@@ -211,13 +211,6 @@ def the_board() -> None:
     if revealed:
         st.markdown(rounds.reveal_story(rows, current))
         ui.chart(charts.public_private_scatter(rows), "round_scatter")
-
-
-def _move(row) -> str:
-    if row.private_rank is None:
-        return ""
-    change = row.rank - row.private_rank
-    return f"▲ {change}" if change > 0 else f"▼ {-change}" if change < 0 else "="
 
 
 if teacher:

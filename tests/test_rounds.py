@@ -4,6 +4,7 @@ reveal."""
 
 import json
 import os
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 
@@ -293,3 +294,11 @@ def test_a_student_may_stand_by_another_run_than_the_best_public_one(store, game
     store.advance_round(game.id, RoundState.REVEALED)
     with pytest.raises(RunStateError, match="final runs are set"):
         store.choose_final(ada, first)
+
+
+def test_a_board_row_says_how_the_reveal_moved_it():
+    row = rounds.BoardRow(3, "Ada", 1, 2, 0.8, 0.01, False, "baseline", 5, 0.79, 1, 0.8)
+    assert row.move == "▲ 2"
+    assert dataclasses_replace(row, private_rank=4).move == "▼ 1"
+    assert dataclasses_replace(row, private_rank=3).move == "="
+    assert dataclasses_replace(row, private_rank=None).move == ""
