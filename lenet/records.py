@@ -116,9 +116,13 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame([run.row() for run in runs], columns=RUN_COLUMNS)
 
 
-def in_training_order(runs: list[Run]) -> list[Run]:
-    """Running runs first, then the queue oldest first: the order `claim_next` takes them in."""
-    return sorted(runs, key=lambda run: (run.status != RunStatus.RUNNING, run.id))
+def in_training_order(runs: list[Run], queue_order: list[int]) -> list[Run]:
+    """Running runs first, then the queued ones in `queue_order` (`Store.queue_order`: the order
+    workers take them in), then those it leaves out (a paused round's)."""
+    place = {run_id: i for i, run_id in enumerate(queue_order)}
+    return sorted(
+        runs, key=lambda run: (run.status != RunStatus.RUNNING, place.get(run.id, len(place)), run.id)
+    )
 
 
 @dataclass(frozen=True)

@@ -491,10 +491,14 @@ class Store:
                 ),
             ).lastrowid
 
+    def queue_order(self) -> list[int]:
+        """The queued runs' ids in the order workers will take them (a paused round's runs left out)."""
+        with self._connect() as db:
+            return [row[0] for row in db.execute(_QUEUE_ORDER)]
+
     def queue_position(self, run_id: int) -> int | None:
         """1 for the run a worker takes next, ...; None for a run not waiting (or in a paused round)."""
-        with self._connect() as db:
-            order = [row[0] for row in db.execute(_QUEUE_ORDER)]
+        order = self.queue_order()
         return order.index(run_id) + 1 if run_id in order else None
 
     def round_of_run(self, run_id: int) -> Round | None:

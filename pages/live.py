@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from lenet import charts
-from lenet.records import Run, RunStatus, in_training_order, runs_frame
+from lenet.records import Run, RunStatus, runs_frame
 
 ui.setup_page(live=True)
 st.title("Live")
@@ -21,10 +21,10 @@ def on_screen():
     shared by every viewer (`ui.shared_view`)."""
 
     def build():
-        runs = ui.runs_now().runs
+        runs, active = ui.runs_now()
         if experiment_id is not None:
             runs = [run for run in runs if run.experiment_id == experiment_id]
-        active = in_training_order([run for run in runs if run.status.active])
+            active = [run for run in active if run.experiment_id == experiment_id]
         # an experiment is shown whole; "every run" keeps the recent ones
         ended = [run for run in runs if not run.status.active]
         shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])

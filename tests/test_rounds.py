@@ -11,7 +11,7 @@ import pytest
 from lenet import artifacts, rounds
 from lenet.cli import main
 from lenet.config import ConfigError
-from lenet.records import RoundState, runs_frame
+from lenet.records import RoundState, in_training_order, runs_frame
 from lenet.runs import execute_run
 from lenet.store import RunStateError
 from lenet.train import TrainConfig
@@ -112,6 +112,23 @@ def test_the_queue_is_fair_between_students_and_the_teacher_goes_first(store, ga
     for _ in range(3):
         train_next()
     assert trained == ["teacher", "A1", "B1", "C1", "A2", "B2", "C2"]
+
+
+def test_the_queue_is_listed_in_the_order_it_trains(store, game):
+    """Live and Train list the queue as workers take it: A2, submitted before B1, waits behind it
+    because A has had a run trained already."""
+    a = rounds.join(store, game.id, "A")
+    first = rounds.submit(store, a.token, "baseline")
+    store.finish(store.claim_next(os.getpid(), max_running=10), "finished")
+    second = rounds.submit(store, a.token, "baseline")
+    late = rounds.submit(store, rounds.join(store, game.id, "B").token, "baseline")
+    teacher = store.enqueue(TrainConfig())
+    active = [run for run in store.list_runs() if run.status.active]
+    assert first not in store.queue_order()
+    assert [run.id for run in in_training_order(active, store.queue_order())] == [teacher, late, second]
+    store.pause_round(game.id, True)  # paused: the round's runs wait at the end of the list
+    assert store.queue_order() == [teacher]
+    assert [run.id for run in in_training_order(active, store.queue_order())] == [teacher, second, late]
 
 
 def _train_round_runs(workspace):

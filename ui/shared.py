@@ -101,8 +101,10 @@ def runs_now() -> RunsNow:
     """Every run and the active ones, at most half a second old, shared by every session."""
 
     def build() -> RunsNow:
-        runs = workspace().store.list_runs()
-        return RunsNow(runs, in_training_order([run for run in runs if run.status.active]))
+        store = workspace().store
+        runs = store.list_runs()
+        active = [run for run in runs if run.status.active]
+        return RunsNow(runs, in_training_order(active, store.queue_order()))
 
     return shared_view(("runs",), build, max_age_s=0.5)
 
