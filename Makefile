@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: run test bench bench-viewers bench-sandbox reproduce lint clean
+.PHONY: run test ray bench bench-viewers bench-sandbox bench-classroom bench-cluster reproduce lint clean
 
 $(READY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(READY)  ## lint, then the whole test suite
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
+ray: $(READY)  ## install Ray (requirements-ray.txt), to train on a cluster: README, "More than one machine"
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+
 bench: $(READY)  ## throughput (images/s, GFLOP/s vs sgemm), the quick demo headless and watched by 2 Chromium tabs
 	$(PY) -m lenet bench --pool
 	$(PY) -m benchmarks.watching
@@ -29,6 +32,9 @@ bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the serv
 
 bench-sandbox: $(READY)  ## the sandbox's mouse-up-to-answers time in headless Chromium (median of 10 strokes)
 	$(PY) -m benchmarks.sandbox
+
+bench-classroom: $(READY)  ## a class of 30 in a round: the time until all trained, waits, Live's lag, CPU (~8 min; root)
+	$(PY) -m benchmarks.classroom
 
 reproduce: $(READY)  ## every variant on full data x 3 seeds; rewrites RESULTS.md and artifacts/pretrained (~1 h on a CPU)
 	$(PY) -m lenet reproduce --seeds 3 --publish

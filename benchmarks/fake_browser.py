@@ -105,8 +105,9 @@ class FakeBrowser:
             kind = message.WhichOneof("type")
             if message.metadata.cacheable:
                 self.cached.add(message.hash)
-            if kind == "new_session":
-                self.page_hash = message.new_session.page_script_hash or self.page_hash
+            if kind == "navigation":  # the page this tab is on (new_session names the entry script)
+                self.page_hash = message.navigation.page_script_hash or self.page_hash
+            elif kind == "new_session":
                 if full:  # the frontend drops its fragment timers; the run sets them again
                     self.timers.clear()
             elif kind == "page_info_changed":
