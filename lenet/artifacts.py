@@ -31,11 +31,20 @@ from .models import create_model, infer_architecture, list_models
 
 def save_checkpoint(model: nn.Module, metadata: Mapping, path: str | Path) -> Path:
     """Save weights then metadata. The JSON is written last: a checkpoint without it is incomplete."""
-    path = Path(path)
+    return write_checkpoint(state_bytes(model), metadata, path)
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    """The model's state_dict as a `.pth` file's bytes (CPU, contiguous: loads anywhere)."""
     buffer = io.BytesIO()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
+def write_checkpoint(payload: bytes, metadata: Mapping, path: str | Path) -> Path:
+    """A checkpoint's bytes (`state_bytes`), then its metadata, written atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, payload)
     atomic_write_bytes(metadata_path(path), json.dumps(metadata, indent=2).encode())
     return path
 

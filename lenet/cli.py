@@ -174,6 +174,21 @@ def cmd_worker(args, workspace: Workspace) -> int:
     return 0
 
 
+def cmd_dispatch(args, workspace: Workspace) -> int:
+    from .worker import ray_address
+
+    address = args.address or ray_address()
+    if not address:
+        raise UsageError("no cluster: pass --address host:port or set $LENET_RAY_ADDRESS")
+    try:
+        from .cluster import run_dispatcher
+    except ImportError:
+        raise UsageError("Ray is not installed here: run `make ray` (requirements-ray.txt)") from None
+    done = run_dispatcher(workspace, address, idle_exit_s=args.idle_exit)
+    print(f"dispatcher {os.getpid()}: queue empty, exiting after {done} run(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_stop(args, workspace: Workspace) -> int:
     workspace.store.request_stop(args.run_id)
     print(f"stop requested for run {args.run_id}")
@@ -581,6 +596,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
     p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser(
+        "dispatch",
+        help="train queued runs on a Ray cluster until the queue is empty (started for you when "
+        "$LENET_RAY_ADDRESS is set)",
+    )
+    p.add_argument("--address", help="the cluster's head, host:port (default: $LENET_RAY_ADDRESS)")
+    p.add_argument(
+        "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
+    )
+    p.set_defaults(handler=cmd_dispatch)
 
     for command, handler, text in (
         ("stop", cmd_stop, "stop a running run (keeps its last full epoch)"),

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 
@@ -22,8 +22,18 @@ import torch
 
 from . import __version__, analysis, artifacts, data, rounds
 from .models import get_variant
+from .records import Round, Run
 from .store import HEARTBEAT_INTERVAL_S, Store
-from .train import EpochMetrics, StepMetrics, TrainResult, evaluate, make_run_splits, train, validate
+from .train import (
+    EpochMetrics,
+    StepMetrics,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    make_run_splits,
+    train,
+    validate,
+)
 from .workspace import Workspace
 
 
@@ -81,7 +91,9 @@ TEST_DERIVED = (
 )
 
 
-def build_metadata(result: TrainResult, *, name: str, run_id: int, splits: data.Splits) -> dict:
+def build_metadata(
+    result: TrainResult, *, name: str, run_id: int, splits: data.Splits, trained_on: str = "local"
+) -> dict:
     """The JSON saved beside a checkpoint: enough to rebuild, compare and audit the run."""
     variant = get_variant(result.config.variant)
     test = result.test
@@ -107,10 +119,103 @@ def build_metadata(result: TrainResult, *, name: str, run_id: int, splits: data.
         "mistakes": [asdict(m) for m in analysis.mistakes(result.model, splits.test)] if test else None,
         "train_seconds": result.seconds,
         "device": result.device,
+        "trained_on": trained_on,
         "dataset": {"fingerprint": splits.fingerprint, "source": splits.source},
         "versions": describe_environment(),
         "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything a run needs to train, wherever it trains: read from the head's store and files
+    (`prepare_job`), picklable, so a Ray task on another machine gets it whole."""
+
+    run_id: int
+    name: str
+    config: TrainConfig
+    game: Round | None  # a class-round run's round: scored on its public validation slice
+    init_state: dict[str, torch.Tensor] | None  # a warm start's weights
+    trained_on: str  # "local" or "ray:<node address>": saved in the checkpoint's metadata
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What training a run leaves, for the head to record (`record_trained`): its result, the
+    checkpoint's bytes and metadata (None without a model) and a round run's public score."""
+
+    result: TrainResult
+    checkpoint: bytes | None
+    metadata: dict | None
+    public_accuracy: float | None
+
+    def shippable(self) -> Trained:
+        """Without the model object (its weights are in `checkpoint`): what a remote run sends."""
+        return replace(self, result=replace(self.result, model=None))
+
+
+def prepare_job(workspace: Workspace, run: Run, trained_on: str = "local") -> RunJob:
+    store = workspace.store
+    game = store.round_of_run(run.id) if run.student_id is not None else None
+    init_state = None
+    if run.config.init_from:
+        init_state = artifacts.load_checkpoint(run.config.init_from)[0].state_dict()
+    return RunJob(run.id, run.name, run.config, game, init_state, trained_on)
+
+
+def train_job(
+    job: RunJob,
+    splits: data.Splits,
+    *,
+    on_step: Callable[[StepMetrics], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Trained:
+    """Train the job and prepare its checkpoint; touches no store or file, so it runs anywhere."""
+    result = train(
+        job.config,
+        splits,
+        on_step=on_step,
+        on_epoch=on_epoch,
+        init_state=job.init_state,
+        should_stop=should_stop,
+    )
+    if result.model is None:
+        return Trained(result, None, None, None)
+    public_accuracy = None
+    if job.game is not None:
+        public = rounds.public_slice(job.game, len(splits.val))
+        public_accuracy = validate(
+            result.model, data.Split(splits.val.images[public], splits.val.labels[public])
+        )[1]
+    metadata = build_metadata(
+        result, name=job.name, run_id=job.run_id, splits=splits, trained_on=job.trained_on
+    )
+    if job.game is not None:  # a round's test scores stay in the store, hidden until its reveal
+        metadata = {k: None if k in TEST_DERIVED else v for k, v in metadata.items()}
+    return Trained(result, artifacts.state_bytes(result.model), metadata, public_accuracy)
+
+
+def record_trained(workspace: Workspace, run: Run, trained: Trained) -> None:
+    """On the head: the checkpoint file, the public score and the final status."""
+    store, result = workspace.store, trained.result
+    checkpoint = None
+    if trained.public_accuracy is not None:
+        store.record_public_accuracy(run.id, trained.public_accuracy)
+    if trained.checkpoint is not None:
+        path = workspace.checkpoint_path(run.id, run.name)
+        checkpoint = str(artifacts.write_checkpoint(trained.checkpoint, trained.metadata, path))
+    message = result.message
+    if result.status == "stopped" and checkpoint is None:
+        message = "stopped before the first epoch finished; no checkpoint was saved"
+    store.finish(
+        run.id,
+        result.status,
+        message=message,
+        checkpoint=checkpoint,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.seconds,
+    )
 
 
 def execute_run(
@@ -123,7 +228,8 @@ def execute_run(
     extra_stop: Callable[[], bool] = lambda: False,
     heartbeat: Heartbeat | None = None,
 ) -> TrainResult:
-    """Train a run the store marks as running; record everything; return the TrainResult.
+    """Train a run the store marks as running, in this process; record everything; return the
+    TrainResult.
 
     Any exception is recorded as `failed` (with its message) and raised again.
     """
@@ -132,7 +238,7 @@ def execute_run(
     with nullcontext(heartbeat) if heartbeat else Heartbeat(store) as beat:
         beat.run_id = run_id
         try:
-            return _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop)
+            return _train_here(workspace, run, splits, on_step, on_epoch, extra_stop)
         except Exception as e:
             store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
             raise
@@ -140,12 +246,10 @@ def execute_run(
             beat.run_id = None
 
 
-def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainResult:
-    store, run_id, config = workspace.store, run.id, run.config
-    init_state = None
-    if config.init_from:
-        init_state = artifacts.load_checkpoint(config.init_from)[0].state_dict()
-    splits = splits or make_run_splits(config, workspace.load_raw(run.data_dir))
+def _train_here(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainResult:
+    store, run_id = workspace.store, run.id
+    job = prepare_job(workspace, run)
+    splits = splits or make_run_splits(run.config, workspace.load_raw(run.data_dir))
 
     def step(metrics: StepMetrics) -> None:
         store.record_step(run_id, metrics)
@@ -158,35 +262,8 @@ def _train_and_record(workspace, run, splits, on_step, on_epoch, extra_stop) -> 
             on_epoch(metrics)
 
     with store.stop_watch(run_id) as stop_requested:
-        result = train(
-            config,
-            splits,
-            on_step=step,
-            on_epoch=epoch,
-            init_state=init_state,
-            should_stop=lambda: extra_stop() or stop_requested(),
+        trained = train_job(
+            job, splits, on_step=step, on_epoch=epoch, should_stop=lambda: extra_stop() or stop_requested()
         )
-    checkpoint = None
-    game = store.round_of_run(run_id) if run.student_id is not None else None
-    if result.model is not None and game is not None:
-        public = rounds.public_slice(game, len(splits.val))
-        public_split = data.Split(splits.val.images[public], splits.val.labels[public])
-        store.record_public_accuracy(run_id, validate(result.model, public_split)[1])
-    if result.model is not None:
-        metadata = build_metadata(result, name=run.name, run_id=run_id, splits=splits)
-        if game is not None:  # a round's test scores stay in the store, hidden until its reveal
-            metadata = {k: None if k in TEST_DERIVED else v for k, v in metadata.items()}
-        path = workspace.checkpoint_path(run_id, run.name)
-        checkpoint = str(artifacts.save_checkpoint(result.model, metadata, path))
-    message = result.message
-    if result.status == "stopped" and checkpoint is None:
-        message = "stopped before the first epoch finished; no checkpoint was saved"
-    store.finish(
-        run_id,
-        result.status,
-        message=message,
-        checkpoint=checkpoint,
-        test_accuracy=result.test_accuracy,
-        train_seconds=result.seconds,
-    )
-    return result
+    record_trained(workspace, run, trained)
+    return trained.result

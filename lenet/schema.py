@@ -94,4 +94,6 @@ MIGRATIONS = [
     ALTER TABLE runs ADD COLUMN public_accuracy REAL;
     CREATE INDEX runs_student ON runs(student_id)
     """,
+    # where each run trained: "local" (this machine's worker pool or CLI) or "ray:<node address>"
+    "ALTER TABLE runs ADD COLUMN trained_on TEXT",
 ]

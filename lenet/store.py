@@ -152,8 +152,8 @@ class Store:
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (name, variant, config, status, source, created_at, started_at,"
-                " heartbeat_at, worker_pid, attempts, data_dir, experiment_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, worker_pid, attempts, data_dir, experiment_id, trained_on)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name or run_name(config),
                     config.variant,
@@ -167,11 +167,12 @@ class Store:
                     1 if running else 0,
                     str(data_dir) if data_dir else None,
                     experiment_id,
+                    "local" if running else None,
                 ),
             )
         return cursor.lastrowid
 
-    def claim_next(self, worker_pid: int, max_running: int = 1) -> int | None:
+    def claim_next(self, worker_pid: int, max_running: int = 1, trained_on: str = "local") -> int | None:
         """Atomically move the next queued run (see _NEXT_IN_QUEUE) to running for this worker,
         within the limit."""
         now = time.time()
@@ -187,10 +188,15 @@ class Store:
                 return None
             db.execute(
                 "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
-                " attempts = attempts + 1 WHERE id = ?",
-                (now, now, worker_pid, row["id"]),
+                " attempts = attempts + 1, trained_on = ? WHERE id = ?",
+                (now, now, worker_pid, trained_on, row["id"]),
             )
             return row["id"]
+
+    def set_trained_on(self, run_id: int, where: str) -> None:
+        """Where a claimed run trains, once its executor knows (a Ray task names its node)."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET trained_on = ? WHERE id = ?", (where, run_id))
 
     def cancel(self, run_id: int) -> None:
         """Remove a run that has not started yet."""
@@ -212,6 +218,14 @@ class Store:
         with self._connect() as db:
             row = db.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
+
+    def stop_requests(self) -> set[int]:
+        """The running runs asked to stop: what a dispatcher passes on to their remote tasks."""
+        with self._connect() as db:
+            return {
+                row[0]
+                for row in db.execute("SELECT id FROM runs WHERE status = 'running' AND stop_requested")
+            }
 
     @contextmanager
     def stop_watch(self, run_id: int) -> Iterator[Callable[[], bool]]:

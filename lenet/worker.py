@@ -14,6 +14,7 @@ lower CPU priority, so the dashboard and the browser drawing it stay responsive 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -32,6 +33,12 @@ from .workspace import REPO_ROOT, Workspace
 WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a scheduler tick
 ENV_PARALLEL = "LENET_PARALLEL_RUNS"
 ENV_THREADS = "LENET_THREADS_PER_RUN"
+ENV_RAY_ADDRESS = "LENET_RAY_ADDRESS"
+
+
+def ray_address() -> str | None:
+    """The Ray cluster to train on ($LENET_RAY_ADDRESS: host:port, or auto); None: this machine."""
+    return os.environ.get(ENV_RAY_ADDRESS) or None
 
 
 def available_cores() -> int:
@@ -117,14 +124,20 @@ def run_worker(
 
 def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> list[int]:
     """Start detached `python -m lenet worker` processes until the pool can train every queued run
-    (up to `parallel_runs` workers in all). Returns the pids started, often none."""
+    (up to `parallel_runs` workers in all), or with $LENET_RAY_ADDRESS one `python -m lenet
+    dispatch` that trains them on the cluster (lenet.cluster). Returns the pids started, often none."""
     pool = pool or PoolSettings.from_env()
     store = workspace.store
     live = set(store.live_workers())
-    busy = live & {run.worker_pid for run in store.list_runs((RunStatus.RUNNING,))}
     queued = len(store.list_runs((RunStatus.QUEUED,)))
-    # idle live workers will take queued runs themselves; start workers only for the rest
-    wanted = min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
+    if ray_address():
+        if importlib.util.find_spec("ray") is None:
+            raise RuntimeError(f"${ENV_RAY_ADDRESS} is set but Ray is not installed here: run `make ray`")
+        command, wanted = "dispatch", int(queued > 0 and not live)
+    else:
+        busy = live & {run.worker_pid for run in store.list_runs((RunStatus.RUNNING,))}
+        # idle live workers will take queued runs themselves; start workers only for the rest
+        command, wanted = "worker", min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
     started = []
     workspace.home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -136,7 +149,7 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
     for _ in range(max(0, wanted)):
         with open(workspace.worker_log, "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "lenet", "worker"],
+                [sys.executable, "-m", "lenet", command],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

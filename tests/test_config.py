@@ -91,6 +91,7 @@ def test_the_run_table_has_a_column_per_declared_setting():
                 "test_accuracy": 0.84,
                 "gap": 0.05,
                 "train_seconds": 3.0,
+                "trained_on": "local",
             }
             for i, c in enumerate(configs)
         ]

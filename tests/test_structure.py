@@ -1,6 +1,9 @@
 """The shape of the code: the library's imports form no cycle and never reach streamlit."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent.parent / "lenet"
@@ -71,3 +74,35 @@ def test_the_library_has_no_import_cycle():
 def test_the_library_never_imports_streamlit():
     for path in LIBRARY.glob("*.py"):
         assert "streamlit" not in imports_of(path)[1], path.name
+
+
+def test_only_the_cluster_module_imports_ray_and_only_the_dispatcher_imports_it():
+    importers = {path.stem for path in LIBRARY.glob("*.py") if "ray" in imports_of(path)[1]}
+    assert importers == {"cluster"}
+    users = {name for name, imports in import_graph().items() if "cluster" in imports}
+    assert users == {"cli"}  # `python -m lenet dispatch`, inside its handler
+
+
+def test_the_local_pool_trains_without_importing_ray(tmp_path):
+    """What every test but tests/test_cluster.py runs: train a queued run as a local worker."""
+    from conftest import make_dataset_dir
+
+    data_dir = make_dataset_dir(tmp_path / "fmnist")
+    code = f"""
+import os, sys
+from lenet import cli, experiments, worker
+from lenet.runs import execute_run
+from lenet.train import TrainConfig
+from lenet.workspace import Workspace
+from pathlib import Path
+workspace = Workspace(Path({str(tmp_path / "home")!r}))
+store = workspace.store
+run_id = store.enqueue(TrainConfig(epochs=1, train_limit=100), data_dir={str(data_dir)!r})
+assert store.claim_next(os.getpid()) == run_id
+execute_run(workspace, run_id)
+print(store.get_run(run_id).status, store.get_run(run_id).trained_on, "ray" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "LENET_RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["finished", "local", "False"]
