@@ -632,7 +632,8 @@ class Store:
 
     def revision(self) -> tuple:
         """A cheap fingerprint of everything the views show: it changes whenever a run is added,
-        removed, renamed, advances a step or an epoch, or changes status (a stale heartbeat included).
+        removed, renamed, advances a step or an epoch, or changes status (a stale heartbeat included),
+        and whenever a class round or its students change (a join, a rename, a reveal...).
         Views shared by many viewers are computed once per revision."""
         with self._connect() as db:
             return tuple(
@@ -640,7 +641,10 @@ class Store:
                     f"""SELECT COUNT(*), MAX(id), TOTAL(global_step), TOTAL(epochs_completed),
                         TOTAL(stop_requested),
                         GROUP_CONCAT({_EFFECTIVE_STATUS} || name, ','),
-                        (SELECT GROUP_CONCAT(id || name, ',') FROM experiments)
+                        (SELECT GROUP_CONCAT(id || name, ',') FROM experiments),
+                        (SELECT GROUP_CONCAT(id || state || paused, ',') FROM rounds),
+                        (SELECT GROUP_CONCAT(id || nickname || hidden || IFNULL(final_run_id, '-'), ',')
+                            FROM students)
                     FROM runs""",
                     {"stale": time.time() - heartbeat_timeout_s()},
                 ).fetchone()

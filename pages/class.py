@@ -1,10 +1,12 @@
+from typing import NamedTuple
+
 import pandas as pd
 import streamlit as st
 
 import ui
 from lenet import charts, rounds
 from lenet.config import ConfigError, applies, default_of
-from lenet.records import RoundState, RunStatus, runs_frame
+from lenet.records import Round, RoundState, RunStatus, runs_frame
 from lenet.store import RunStateError
 from lenet.variants import get_variant, list_models
 
@@ -136,13 +138,55 @@ def submit_form() -> None:
                 st.success(f"Submitted run #{run_id}.")
 
 
+class RoundNow(NamedTuple):
+    round: Round
+    rows: list[rounds.BoardRow]
+    table: pd.DataFrame  # the board as people read it
+    run_s: float | None  # the mean time a run of the round has taken so far
+    scatter: ui.SharedFigure | None  # public against private, after the reveal
+
+
+def round_now() -> RoundNow:
+    """The round and its board, shared by every session: a class of 30 refreshes its pages about
+    15 times a second between them."""
+
+    def build() -> RoundNow:
+        current = store.get_round(game.id)
+        rows = rounds.board(store, current)
+        revealed = current.state == RoundState.REVEALED
+        done = [r.train_seconds for r in store.list_runs(experiment_id=game.experiment_id) if r.train_seconds]
+        scatter = charts.public_private_scatter(rows) if revealed and rows else None
+        if scatter is not None:
+            scatter = ui.SharedFigure(charts.for_projector(scatter) if ui.presenting() else scatter)
+        return RoundNow(
+            current, rows, board_table(rows, revealed), sum(done) / len(done) if done else None, scatter
+        )
+
+    return ui.shared_view(("round", game.id, ui.presenting()), build, max_age_s=ui.SHARED_VIEW_MAX_AGE_S)
+
+
+def board_table(rows: list[rounds.BoardRow], revealed: bool) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rank": f"{r.rank}{' =' if r.tied else ''}",
+            "nickname": r.nickname,
+            "public %": "–"
+            if r.best_public is None
+            else f"{100 * r.best_public:.1f} ± {100 * r.public_se:.1f}",
+            **({"private %": ui.percent(r.private), "move": r.move} if revealed else {}),
+            "runs": r.runs,
+            "best run": r.config,
+        }
+        for r in rows
+    )
+
+
 def my_runs() -> None:
     mine = rounds.runs_of(store, me.token)
     if not mine:
         return
     st.subheader("Your runs")
-    done = [r.train_seconds for r in store.list_runs(experiment_id=game.experiment_id) if r.train_seconds]
-    per_run = sum(done) / len(done) if done else None  # what a round run has taken so far
+    per_run = round_now().run_s
     for run in mine:
         if run.status == RunStatus.QUEUED:
             place = store.queue_position(run.id)
@@ -167,50 +211,34 @@ def my_runs() -> None:
         )
         if chosen != me.final_run_id:
             store.choose_final(me, chosen)  # checked: one of the student's own runs
-    epochs = store.epoch_metrics([run.id for run in mine])
-    if len(epochs):
-        ui.chart(charts.epoch_curves(epochs, runs_frame(mine)), "my_curves")
+    if any(run.epochs_completed for run in mine):
+
+        def curves():  # rebuilt when one of the student's runs ends an epoch, not at every refresh
+            epochs = store.epoch_metrics([run.id for run in mine])
+            return ui.SharedFigure(charts.epoch_curves(epochs, runs_frame(mine)))
+
+        progress = lambda: tuple((run.id, run.status, run.epochs_completed) for run in mine)  # noqa: E731
+        ui.chart(ui.shared_view(("student curves", me.id), curves, revision=progress), "my_curves")
 
 
 def the_board() -> None:
-    current = store.get_round(game.id)
-    rows = rounds.board(store, current)
-    st.subheader("The board" + (": the test scores are out" if current.state == RoundState.REVEALED else ""))
+    current, rows, table, _, scatter = round_now()
+    revealed = current.state == RoundState.REVEALED
+    st.subheader("The board" + (": the test scores are out" if revealed else ""))
     if not rows:
         st.caption("No one has joined yet.")
         return
-    revealed = current.state == RoundState.REVEALED
-    table = pd.DataFrame(
-        {
-            "rank": f"{r.rank}{' =' if r.tied else ''}",
-            "nickname": r.nickname,
-            "public %": "–"
-            if r.best_public is None
-            else f"{100 * r.best_public:.1f} ± {100 * r.public_se:.1f}",
-            **(
-                {
-                    "private %": ui.percent(r.private),
-                    "move": r.move,
-                }
-                if revealed
-                else {}
-            ),
-            "runs": r.runs,
-            "best run": r.config,
-        }
-        for r in rows
-    )
+    st.table(table, hide_index=True)  # plain text: readable on the projector
     own = next((i for i, r in enumerate(rows) if me is not None and r.student_id == me.id), None)
-    # the student's own row highlighted
-    styled = table.style.apply(
-        lambda row: ["background-color: #fff3bf; font-weight: 600" if row.name == own else "" for _ in row],
-        axis=1,
-    ).hide(axis="index")
-    st.table(styled)  # plain text: readable on the projector, the highlight on every screen
+    if own is not None:  # the student's own row, highlighted by a rule of this page's only
+        st.html(
+            f'<style>[data-testid="stTable"] tbody tr:nth-child({own + 1}) td'
+            " {background-color: #fff3bf; font-weight: 600}</style>"
+        )
     st.caption("= : within one standard error of the row above, a tie the public slice cannot break.")
     if revealed:
         st.markdown(rounds.reveal_story(rows, current))
-        ui.chart(charts.public_private_scatter(rows), "round_scatter")
+        ui.chart(scatter, "round_scatter")
 
 
 if teacher:

@@ -30,7 +30,7 @@ def on_screen():
         shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])
         return runs, active, shown
 
-    return ui.shared_view(("live runs", experiment_id), build, max_age_s=0.5)
+    return ui.shared_view(("live runs", experiment_id), build, max_age_s=ui.SHARED_VIEW_MAX_AGE_S)
 
 
 def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:

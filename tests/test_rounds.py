@@ -4,10 +4,12 @@ reveal."""
 
 import json
 import os
+import time
 from dataclasses import replace as dataclasses_replace
 
 import pytest
 
+import ui
 from lenet import artifacts, rounds
 from lenet.cli import main
 from lenet.config import ConfigError
@@ -262,6 +264,7 @@ def test_a_student_joins_submits_and_keeps_who_they_are_on_a_reload(store, game,
     assert any("already have a run queued" in e.value for e in app.error)
     assert len(store.list_runs(experiment_id=game.experiment_id)) == 1
 
+    time.sleep(ui.SHARED_VIEW_MAX_AGE_S)  # the board is shared between sessions, and this old at most
     again = _class_page(token)  # a reload, or the same URL after a reconnect
     assert not again.exception
     assert any("Ada" in m.value and "2 of 3 runs left" in m.value for m in again.markdown)

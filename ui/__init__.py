@@ -30,8 +30,10 @@ from .roles import (
 )
 from .shared import (
     CHART_REFRESH_S,
+    SHARED_VIEW_MAX_AGE_S,
     STEP_CHART_REFRESH_S,
     TRAINING_REFRESH_S,
+    VIEWER_REFRESH_S,
     SharedFigure,
     follow_store,
     runs_now,
@@ -44,7 +46,9 @@ __all__ = [
     "MAX_PASSCODE_TRIES",
     "PAGES",
     "STEP_CHART_REFRESH_S",
+    "SHARED_VIEW_MAX_AGE_S",
     "TRAINING_REFRESH_S",
+    "VIEWER_REFRESH_S",
     "SharedFigure",
     "chart",
     "choose_experiment",

@@ -24,6 +24,7 @@ CHART_REFRESH_S = 3.0  # the per-epoch charts: the lesson
 STEP_CHART_REFRESH_S = 6.0  # the per-step ones: detail below the fold
 SIDEBAR_REFRESH_S = 2.0  # the sidebar's summary, on every page beside the page's own view
 IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
+SHARED_VIEW_MAX_AGE_S = 0.5  # what every session reads of the store (runs_now, the round's board)
 
 
 class SharedFigure(go.Figure):
@@ -106,7 +107,7 @@ def runs_now() -> RunsNow:
         active = [run for run in runs if run.status.active]
         return RunsNow(runs, in_training_order(active, store.queue_order()))
 
-    return shared_view(("runs",), build, max_age_s=0.5)
+    return shared_view(("runs",), build, max_age_s=SHARED_VIEW_MAX_AGE_S)
 
 
 def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:
