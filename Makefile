@@ -36,6 +36,10 @@ bench-sandbox: $(READY)  ## the sandbox's mouse-up-to-answers time in headless C
 bench-classroom: $(READY)  ## a class of 30 in a round: the time until all trained, waits, Live's lag, CPU (~8 min; root)
 	$(PY) -m benchmarks.classroom
 
+bench-cluster: $(READY)  ## the quick demo on the local pool and on Ray with 1 and 2 nodes, one killed (~15 min; root)
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	$(PY) -m benchmarks.cluster
+
 reproduce: $(READY)  ## every variant on full data x 3 seeds; rewrites RESULTS.md and artifacts/pretrained (~1 h on a CPU)
 	$(PY) -m lenet reproduce --seeds 3 --publish
 

@@ -235,14 +235,14 @@ def run_dispatcher(
     `idle_exit_s`; return the runs done."""
     store, pid = workspace.store, os.getpid()
     store.register_worker(pid)
-    connect(address)
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    flags = StopFlags.options(scheduling_strategy=here).remote()
     shipped: dict[str | None, ray.ObjectRef] = {}  # the dataset of each data folder, once
     remote: dict[int, RemoteRun] = {}
     done, beat, idle_since, capacity = 0, 0.0, time.monotonic(), 0
-    log(f"dispatcher {pid}: connected to the Ray cluster at {address}")
     try:
+        connect(address)  # a cluster that cannot be reached: this process ends, the runs stay queued
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        flags = StopFlags.options(scheduling_strategy=here).remote()
+        log(f"dispatcher {pid}: connected to the Ray cluster at {address}")
         while True:
             now = time.monotonic()
             if now - beat >= HEARTBEAT_INTERVAL_S:

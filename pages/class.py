@@ -181,8 +181,7 @@ def board_table(rows: list[rounds.BoardRow], revealed: bool) -> pd.DataFrame:
     )
 
 
-def my_runs() -> None:
-    mine = rounds.runs_of(store, me.token)
+def my_runs(mine: list) -> None:
     if not mine:
         return
     st.subheader("Your runs")
@@ -255,5 +254,15 @@ elif me is None:
 else:
     submit_form()
 if me is not None:
-    ui.follow_store(my_runs)
-ui.follow_store(the_board)
+    # while one of the student's runs trains, its bar follows at the room's pace; otherwise what they
+    # see (their place in the queue, a score) changes only as runs end
+    training = any(run.status == RunStatus.RUNNING for run in rounds.runs_of(store, me.token))
+
+    def my_runs_followed() -> None:
+        mine = rounds.runs_of(store, me.token)
+        if any(run.status == RunStatus.RUNNING for run in mine) != training:
+            st.rerun()  # the pace follows
+        my_runs(mine)
+
+    ui.follow_store(my_runs_followed, every_s=ui.VIEWER_REFRESH_S if training else ui.ROOM_SLOW_REFRESH_S)
+ui.follow_store(the_board, every_s=ui.TRAINING_REFRESH_S if teacher else ui.ROOM_SLOW_REFRESH_S)

@@ -101,3 +101,6 @@ def test_the_run_table_has_a_column_per_declared_setting():
     assert every["test %"].tolist() == pytest.approx([84.0, 84.0])
     compact = tables.run_table(runs, every_setting=False)
     assert "weight decay" in compact.columns and "batch size" not in compact.columns  # only what differs
+    assert "trained on" in every.columns and "trained on" not in compact.columns  # all here: no news
+    runs.loc[1, "trained_on"] = "ray:10.0.0.7"
+    assert tables.run_table(runs, every_setting=False)["trained on"].tolist() == ["local", "ray:10.0.0.7"]

@@ -30,6 +30,7 @@ from .roles import (
 )
 from .shared import (
     CHART_REFRESH_S,
+    ROOM_SLOW_REFRESH_S,
     SHARED_VIEW_MAX_AGE_S,
     STEP_CHART_REFRESH_S,
     TRAINING_REFRESH_S,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_PASSCODE_TRIES",
     "PAGES",
     "STEP_CHART_REFRESH_S",
+    "ROOM_SLOW_REFRESH_S",
     "SHARED_VIEW_MAX_AGE_S",
     "TRAINING_REFRESH_S",
     "VIEWER_REFRESH_S",

@@ -24,6 +24,9 @@ CHART_REFRESH_S = 3.0  # the per-epoch charts: the lesson
 STEP_CHART_REFRESH_S = 6.0  # the per-step ones: detail below the fold
 SIDEBAR_REFRESH_S = 2.0  # the sidebar's summary, on every page beside the page's own view
 IDLE_REFRESH_S = 3.0  # otherwise: a run launched from another tab or by a worker shows within seconds
+# the room's views that change only as runs end (the sidebar, the class board, a waiting student's
+# place in the queue): a class of 30 at 2 s took 0.4 cores of a 2-core laptop (benchmarks/classroom.py)
+ROOM_SLOW_REFRESH_S = 5.0
 SHARED_VIEW_MAX_AGE_S = 0.5  # what every session reads of the store (runs_now, the round's board)
 
 
