@@ -201,13 +201,19 @@ def reveal_story(rows: list[BoardRow], game: Round) -> str:
     if not ranked:
         return "No finished run to compare."
     moved = [r for r in ranked if r.private_rank != r.rank]
-    drop = [r.best_public - r.private for r in ranked]
+    drop = sum(r.best_public - r.private for r in ranked) / len(ranked)
     se = standard_error(0.8, game.public_images)
+    noise = (
+        f"each public score is measured on {game.public_images:,} images "
+        f"(noise of about ±{100 * se:.1f} points at 80%)"
+    )
+    if drop >= 0:
+        why = f"{noise}, and the best of several tries is the one most likely to have been lucky."
+    else:  # the slice happened to be harder than the test set: said as it is
+        why = f"{noise}: this time the public images were harder than the test set. Noise cuts both ways."
     return (
         f"{len(moved)} of {len(ranked)} students changed place. On average the best public score was "
-        f"{100 * sum(drop) / len(drop):+.1f} points above the test score: each public score is measured on "
-        f"{game.public_images:,} images (noise of about ±{100 * se:.1f} points at 80%), and the best of "
-        f"several tries is the one most likely to have been lucky."
+        f"{100 * abs(drop):.1f} points {'above' if drop >= 0 else 'below'} the test score: {why}"
     )
 
 

@@ -322,3 +322,11 @@ def test_a_board_row_says_how_the_reveal_moved_it():
     assert dataclasses_replace(row, private_rank=4).move == "▼ 1"
     assert dataclasses_replace(row, private_rank=3).move == "="
     assert dataclasses_replace(row, private_rank=None).move == ""
+
+
+def test_the_reveal_story_says_which_way_the_public_scores_were_off(store, game):
+    row = rounds.BoardRow(1, "Ada", 1, 2, 0.80, 0.013, False, "baseline", 5, 0.78, 1, 0.8)
+    flattered = rounds.reveal_story([row], game)
+    assert "2.0 points above the test score" in flattered and "lucky" in flattered
+    harder = rounds.reveal_story([dataclasses_replace(row, private=0.83)], game)
+    assert "3.0 points below the test score" in harder and "harder than the test set" in harder
