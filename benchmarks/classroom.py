@@ -65,13 +65,6 @@ setInterval(() => {
 # ---- the students' side, inside the namespace ----
 
 
-def _element(run, kind: str, label_starts: str):
-    for element in reversed(run.elements(kind)):  # the newest run's element, if it drew twice
-        if element.label.startswith(label_starts):
-            return element
-    raise RuntimeError(f"no {kind} labelled {label_starts!r} on the page: {run.texts()[:300]}")
-
-
 def student(url: str, nickname: str, delay: float, out: list, done: threading.Event) -> None:
     """One student's laptop: join, submit one run, then keep the page open until `done`."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
@@ -83,19 +76,19 @@ def student(url: str, nickname: str, delay: float, out: list, done: threading.Ev
     record = {"nickname": nickname}
     try:
         page = browser.open()
-        name_box, join = _element(page, "text_input", "Nickname"), _element(page, "button", "Join")
+        name_box, join = page.element("text_input", "Nickname"), page.element("button", "Join")
         page = browser.rerun(
             [WidgetState(id=name_box.id, string_value=nickname), WidgetState(id=join.id, trigger_value=True)]
         )
         chosen = WidgetState(
-            id=_element(page, "selectbox", "Variant").id, string_value=get_variant(VARIANT).title
+            id=page.element("selectbox", "Variant").id, string_value=get_variant(VARIANT).title
         )
         page = browser.rerun([chosen])
         decay = WidgetState(
-            id=_element(page, "number_input", "Weight decay").id,
+            id=page.element("number_input", "Weight decay").id,
             double_value=random.choice((1e-4, 1e-3, 3e-3)),
         )
-        submit = WidgetState(id=_element(page, "button", "Submit run").id, trigger_value=True)
+        submit = WidgetState(id=page.element("button", "Submit run").id, trigger_value=True)
         record["submitted_at"] = time.time()
         page = browser.rerun([chosen, decay, submit])
         record["submitted"] = "Submitted run #" in page.texts()

@@ -41,6 +41,14 @@ class Run:
             and m.delta.new_element.WhichOneof("type") == kind
         ]
 
+    def element(self, kind: str, label_starts: str):
+        """The widget of `kind` whose label starts so (the newest, if the run drew it twice): its
+        `id` is what a tab sends back as the widget's state."""
+        for element in reversed(self.elements(kind)):
+            if element.label.startswith(label_starts):
+                return element
+        raise LookupError(f"no {kind} labelled {label_starts!r} on the page: {self.texts()[:300]}")
+
     def texts(self) -> str:
         return " ".join(
             str(getattr(m.delta.new_element, m.delta.new_element.WhichOneof("type")))

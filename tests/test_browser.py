@@ -1,6 +1,7 @@
 """Real-browser tests: `streamlit run dashboard.py` in headless Chromium: every page, a deep link
 opened first on a fresh server, and a drawing on the sandbox's canvas."""
 
+import json
 import os
 import re
 import subprocess
@@ -509,3 +510,59 @@ def test_three_students_join_from_another_device_submit_and_see_the_test_only_af
                 assert f"{100 * run.test_accuracy:.1f}%" in board
         finally:
             laptop.close()
+
+
+# A student's session that sends what the Class page's form never would: a weight decay past its
+# bound, then (as a student who has used every run) a Submit run click on a form it was not shown.
+_FORGED_SUBMITS = """
+import json, sys
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from benchmarks.fake_browser import FakeBrowser
+url, eve, bea = sys.argv[1:]
+page_of_eve = FakeBrowser(url, page="class", query=f"student={eve}")
+page = page_of_eve.open()
+decay = page.element("number_input", "Weight decay").id
+submit = page.element("button", "Submit run").id
+forged = [WidgetState(id=decay, double_value=50.0), WidgetState(id=submit, trigger_value=True)]
+page = page_of_eve.rerun(forged)
+out_of_bounds = page.texts()
+page_of_bea = FakeBrowser(url, page="class", query=f"student={bea}")
+past_the_cap = page_of_bea.open().texts()
+page = page_of_bea.rerun([WidgetState(id=submit, trigger_value=True)])
+print(json.dumps({"out_of_bounds": out_of_bounds, "past_the_cap": past_the_cap + page.texts()}))
+"""
+
+
+def test_a_forged_submit_out_of_bounds_or_past_the_cap_is_refused_and_stores_nothing(peer, tmp_path):
+    """From the other device, over the frontend's own protocol: what a student could send by hand."""
+    from benchmarks.netns import HOST_ADDRESS
+    from lenet import rounds
+
+    students = {}
+
+    def a_round_where_bea_has_used_her_run(workspace, data_dir):
+        store = workspace.store
+        game = rounds.open_round(store, "Forged round", runs_per_student=1, train_limit=100, epochs=1)
+        students["eve"], students["bea"] = (rounds.join(store, game, name).token for name in ("Eve", "Bea"))
+        store.pause_round(game, True)  # nothing trains meanwhile
+        run_id = rounds.submit(store, students["bea"], "baseline")
+        store.pause_round(game, False)
+        assert store.claim_next(os.getpid(), max_running=10) == run_id
+        store.finish(run_id, "finished")
+
+    with serve_dashboard(tmp_path, a_round_where_bea_has_used_her_run, address="0.0.0.0") as url:
+        store = Workspace(tmp_path / "home").store
+        before = [(r.id, r.status, r.config) for r in store.list_runs()]
+        forged = [sys.executable, "-c", _FORGED_SUBMITS, url.replace("127.0.0.1", HOST_ADDRESS)]
+        out = subprocess.run(
+            peer.command([*forged, students["eve"], students["bea"]]),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        pages = json.loads(out.stdout.strip().splitlines()[-1])
+        assert "Not submitted" in pages["out_of_bounds"] and "weight decay" in pages["out_of_bounds"].lower()
+        assert "0 of 1 runs left" in pages["past_the_cap"] and "Submitted run" not in pages["past_the_cap"]
+        assert [(r.id, r.status, r.config) for r in store.list_runs()] == before  # nothing stored

@@ -1,11 +1,12 @@
 """The run queue drained by a Ray cluster of two nodes: the head on this machine's end of a veth
 pair, the worker node in a network namespace of its own, as another machine on the lab's network
-(tests/ray_cluster.py). Needs Ray (`make ray`) and root; CI has both ($LENET_REQUIRE_RAY)."""
+(benchmarks/ray_cluster.py). Needs Ray (`make ray`) and root; CI has both ($LENET_REQUIRE_RAY)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 import torch
 from test_notebook_compat import LeNet5V1
 
+from benchmarks.netns import NamespaceUnavailable
+from benchmarks.ray_cluster import HEAD, WORKER, RayCluster
 from lenet import artifacts, experiments, rounds
 from lenet.records import RunStatus
 from lenet.train import TrainConfig
@@ -24,16 +27,16 @@ from lenet.workspace import REPO_ROOT, Workspace
 
 from conftest import wait_until
 
-if not os.environ.get("LENET_REQUIRE_RAY"):  # CI requires it: a missing Ray fails there
-    pytest.importorskip("ray", reason="Ray is not installed: make ray")
-from benchmarks.netns import NamespaceUnavailable  # noqa: E402
-from benchmarks.ray_cluster import HEAD, WORKER, RayCluster  # noqa: E402
-
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """The dispatchers run in processes of their own: this one never imports Ray."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("LENET_REQUIRE_RAY"):  # CI: a missing Ray fails
+            pytest.fail("Ray is required here but not installed: make ray")
+        pytest.skip("Ray is not installed: make ray")
     try:
         with RayCluster(tmp_path_factory.mktemp("ray")) as running:
             yield running
