@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import CLASSES, artifacts, data, tables
+from . import CLASSES, artifacts, data, rounds, tables
 from .config import KNOBS, SWEEPABLE, default_text
 from .models import UnknownVariantError, create_model, list_models
 from .predict import ImageError
@@ -407,7 +407,6 @@ def cmd_bench(args, workspace: Workspace) -> int:
 
 
 def cmd_round(args, workspace: Workspace) -> int:
-    from . import rounds
     from .records import RoundState
 
     store = workspace.store
@@ -619,12 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("round", help="a class round: open, status (the board), close, reveal, export")
     p.add_argument("action", choices=["open", "status", "close", "reveal", "pause", "resume", "export"])
     p.add_argument("--name", help="the round's name (open)")
-    p.add_argument("--runs-per-student", type=int, default=3, help="runs each student may submit (default 3)")
-    p.add_argument("--train-limit", type=int, default=1000, help="training images per run (default 1000)")
-    p.add_argument("--epochs", type=int, default=40, help="epochs per run (default 40)")
-    p.add_argument(
-        "--public-images", type=int, default=1000, help="validation images that rank the board (default 1000)"
-    )
+    for flag, default, text in (
+        ("--runs-per-student", rounds.RUNS_PER_STUDENT, "runs each student may submit"),
+        ("--train-limit", rounds.TRAIN_LIMIT, "training images per run"),
+        ("--epochs", rounds.EPOCHS, "epochs per run"),
+        ("--public-images", rounds.PUBLIC_IMAGES, "validation images that rank the board"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     p.add_argument("--csv", help="export: the file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_round)

@@ -100,6 +100,14 @@ def submit(store: Store, token: str, variant: str, choices: dict | None = None) 
     return store.submit_round_run(who, config)
 
 
+def mean_run_seconds(store: Store, game: Round) -> float | None:
+    """How long a run of the round has taken to train so far, on average: a queued student's wait."""
+    done = [
+        run.train_seconds for run in store.list_runs(experiment_id=game.experiment_id) if run.train_seconds
+    ]
+    return sum(done) / len(done) if done else None
+
+
 def public_slice(game: Round, validation_images: int) -> np.ndarray:
     """Indices of the round's public validation images: the same for every run of the round."""
     order = np.random.default_rng(game.public_seed).permutation(validation_images)

@@ -154,12 +154,11 @@ def round_now() -> RoundNow:
         current = store.get_round(game.id)
         rows = rounds.board(store, current)
         revealed = current.state == RoundState.REVEALED
-        done = [r.train_seconds for r in store.list_runs(experiment_id=game.experiment_id) if r.train_seconds]
         scatter = charts.public_private_scatter(rows) if revealed and rows else None
         if scatter is not None:
             scatter = ui.SharedFigure(charts.for_projector(scatter) if ui.presenting() else scatter)
         return RoundNow(
-            current, rows, board_table(rows, revealed), sum(done) / len(done) if done else None, scatter
+            current, rows, board_table(rows, revealed), rounds.mean_run_seconds(store, current), scatter
         )
 
     return ui.shared_view(("round", game.id, ui.presenting()), build, max_age_s=ui.SHARED_VIEW_MAX_AGE_S)
