@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lenet.presets import PRESETS
 from lenet.workspace import REPO_ROOT
 
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     rounds = []
     for r in range(1, args.rounds + 1):
-        log(f"round {r}/{args.rounds}: the quick demo (7 runs)")
+        log(f"round {r}/{args.rounds}: the quick demo ({len(PRESETS['quick_demo'].configs())} runs)")
         rounds.append({"headless": headless(log), "watched": watched(log)})
     summary = {
         "headless_s": statistics.median(r["headless"]["seconds"] for r in rounds),

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError  # noqa: F401 (raised here; the API)
+
 MEAN, STD = 0.2860, 0.3530  # training-set statistics, as the original notebook normalized with
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -34,10 +36,6 @@ _FILES = {
     ("test", "images"): ("t10k-images-idx3-ubyte", 0x0803, (IMAGE_SIZE, IMAGE_SIZE)),
     ("test", "labels"): ("t10k-labels-idx1-ubyte", 0x0801, ()),
 }
-
-
-class DataError(ValueError):
-    """The dataset is missing or a file is not valid FashionMNIST IDX data."""
 
 
 def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch import nn
 
 from . import CLASSES
 from .data import IMAGE_SIZE, normalize
+from .errors import ImageError  # noqa: F401 (raised here; the API)
 from .models import layer_names
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -29,10 +30,6 @@ FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 # on a laptop whose cores are busy training they made a prediction 30x slower (300 ms vs 10 ms).
 INFERENCE_THREADS = 1
 TRIM_THRESHOLD = 0.1  # a pixel this far (0-1 scale) from the background colour belongs to the object
-
-
-class ImageError(ValueError):
-    """The input cannot be classified; the message says why."""
 
 
 class BlankImageError(ImageError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import artifacts, findings
 from .data import Split
+from .errors import ReproduceError  # noqa: F401 (raised here; the API)
 from .models import get_variant, list_models
 from .records import Run, RunStatus
 from .store import Store
@@ -22,10 +23,6 @@ from .worker import PoolSettings, wait_for_runs
 from .workspace import Workspace
 
 SOURCE = "reproduce"
-
-
-class ReproduceError(RuntimeError):
-    """Some runs did not finish (stopped, diverged, failed or interrupted)."""
 
 
 @dataclass(frozen=True)

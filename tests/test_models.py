@@ -118,6 +118,23 @@ def test_the_registry_and_the_configs_load_without_torch():
     assert result.stdout.strip() == "False"
 
 
+def test_queuing_runs_and_starting_workers_never_import_torch(tmp_path):
+    """`preset`, `sweep` and the dashboard queue runs and start the workers before any torch import
+    (~2 s): the CLI's queue commands and the pool's management run without it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from lenet.cli import main; from lenet.worker import ensure_workers, wait_for_runs; "
+        "main(['runs']); main(['preset', '--list']); print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "LENET_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert "quick_demo" in result.stdout
+
+
 def test_every_variants_facts_match_the_network_it_builds():
     for name in list_models():
         modules = list(create_model(name).modules())
