@@ -49,7 +49,7 @@ def _once(launch_key: str, start):
 
 def ensure_workers(ws: Workspace) -> None:
     """Start the worker pool for what was just queued. Torch-free: only the workers import torch,
-    so a launch neither waits ~2 s for it nor leaves the dashboard holding it."""
+    so a launch does not wait ~2 s for the server to import it first."""
     start_workers(ws)
 
 
