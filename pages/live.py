@@ -33,7 +33,7 @@ def on_screen():
     return ui.shared_view(("live runs", experiment_id), build, max_age_s=ui.SHARED_VIEW_MAX_AGE_S)
 
 
-def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
+def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.LiveFigure]:
     """The per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the per-step
     ones (at most once per chart refresh), for every viewer."""
 
@@ -46,7 +46,7 @@ def live_charts(shown: pd.DataFrame, kind: str) -> list[ui.SharedFigure]:
         else:
             steps = ui.workspace().store.step_metrics(ids)
             figures = [charts.step_curves(steps, shown, metric, labels) for metric in ("loss", "accuracy")]
-        return [ui.SharedFigure(charts.for_projector(f) if presenting else f) for f in figures]
+        return [ui.LiveFigure(charts.for_projector(f) if presenting else f) for f in figures]
 
     def epochs_changed() -> tuple:
         return tuple(shown[["id", "status", "epochs_completed"]].itertuples(index=False, name=None))
@@ -105,7 +105,7 @@ def charts_view(kind: str) -> None:
     if not runs:
         return
     for column, figure, n in zip(st.columns(2), live_charts(shown, kind), (0, 1), strict=True):
-        column.plotly_chart(figure, key=f"live_{kind}_{n}")
+        ui.live_chart(figure, f"live_{kind}_{n}", column)
 
 
 # The progress bars follow the store every second; the charts at a slower pace, because redrawing a

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lenet import artifacts
+from lenet.config import EpochMetrics
 from lenet.models import create_model
 from lenet.records import runs_frame
 from lenet.train import TrainConfig
@@ -138,8 +139,9 @@ def open_and_check(page, url: str, heading: str) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {url}"
     sidebar = page.locator('[data-testid="stSidebar"]')
     expect(sidebar.get_by_text("Nothing is training.")).to_have_count(1)
-    # our own navigation links, never Streamlit's old-style pages list
-    expect(sidebar.get_by_role("link")).to_have_count(len(PAGES))
+    # our own navigation links, never Streamlit's old-style pages list; a deep link opened first on a
+    # fresh server draws them with the page's second run, up to ~6 s after its heading on 2 busy cores
+    expect(sidebar.get_by_role("link")).to_have_count(len(PAGES), timeout=15_000)
     expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
     expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no developer chrome for a class
 
@@ -566,3 +568,53 @@ def test_a_forged_submit_out_of_bounds_or_past_the_cap_is_refused_and_stores_not
         assert "Not submitted" in pages["out_of_bounds"] and "weight decay" in pages["out_of_bounds"].lower()
         assert "0 of 1 runs left" in pages["past_the_cap"] and "Submitted run" not in pages["past_the_cap"]
         assert [(r.id, r.status, r.config) for r in store.list_runs()] == before  # nothing stored
+
+
+def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_path):
+    def epoch(n: int) -> EpochMetrics:
+        return EpochMetrics(
+            n,
+            train_loss=1 / n,
+            train_accuracy=0.5 + n / 20,
+            val_loss=1.1 / n,
+            val_accuracy=0.5 + n / 25,
+            seconds=1.0,
+        )
+
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        open_and_check(page, f"{url}/live", "Live")
+        store = Workspace(tmp_path / "home").store
+        ids = [
+            store.enqueue(TrainConfig.for_variant(v, epochs=5), name=f"growing {v}")
+            for v in ("baseline", "dropout")
+        ]
+        for run_id in ids:
+            store.claim_next(os.getpid())
+            store.heartbeat(run_id)
+            store.record_epoch(run_id, epoch(1))
+        accuracy = page.locator(".js-plotly-plot").filter(
+            has=page.locator(".gtitle", has_text=re.compile("^Accuracy$"))
+        )
+        accuracy.get_by_text("#2 growing dropout").wait_for(timeout=15_000)
+        # the viewer hides one run from the chart; the element is marked to tell it from a new one
+        accuracy.locator(".traces", has_text="#1 growing baseline").locator(".legendtoggle").click()
+        accuracy.evaluate("chart => { chart.dataset.first = 'yes' }")
+        # each trace's name, points and visibility, as plotly draws it (its arrays travel encoded)
+        points = "chart => chart._fullData.map(trace => [trace.name, trace.x.length, trace.visible])"
+        page.wait_for_function(  # a click on the legend counts once its double-click time has passed
+            "() => document.querySelector('.js-plotly-plot[data-first=yes]').data[0].visible === 'legendonly'"
+        )
+        for run_id in ids:
+            store.record_epoch(run_id, epoch(2))
+            store.heartbeat(run_id)
+        page.wait_for_function(
+            "() => document.querySelector('.js-plotly-plot[data-first=yes]')?._fullData[0].x.length === 2",
+            timeout=15_000,
+        )
+        page.screenshot(path=str(_shots(tmp_path) / "live-in-place.png"))
+        # the same chart, one point more per run, and the hidden run still hidden
+        validation = {name: (n, visible) for name, n, visible in accuracy.evaluate(points) if "#" in name}
+        assert validation["#1 growing baseline"] == (2, "legendonly")
+        assert validation["#2 growing dropout"] == (2, True)
+        assert page.locator(".js-plotly-plot").count() == 4  # 2 per-epoch and 2 per-step charts, never more

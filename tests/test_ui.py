@@ -115,3 +115,35 @@ def test_pages_without_a_model_draw_without_importing_torch(tmp_path):
 def test_the_sandbox_imports_torch_once_it_needs_a_model(tmp_path):
     """The check above can fail: the sandbox classifies with the shipped models."""
     assert _imports_torch(("pages/sandbox.py",), tmp_path)
+
+
+def test_plotly_js_is_put_in_the_static_folder_once_and_again_after_an_upgrade(tmp_path, monkeypatch):
+    from ui import live_charts
+
+    monkeypatch.setattr(live_charts, "STATIC_DIR", tmp_path / "static")
+    live_charts.install_plotly_js()
+    served = tmp_path / "static" / "plotly.min.js"
+    assert served.read_bytes() == live_charts.PLOTLY_JS.read_bytes()
+    copied_at = served.stat().st_mtime_ns
+    live_charts.install_plotly_js()
+    assert served.stat().st_mtime_ns == copied_at  # already there: not copied again
+    served.write_text("plotly.js of an older plotly")
+    live_charts.install_plotly_js()
+    assert served.read_bytes() == live_charts.PLOTLY_JS.read_bytes()
+    assert [p.name for p in served.parent.iterdir()] == ["plotly.min.js"]  # no temporary left
+
+
+def test_a_live_figure_is_json_without_plotlys_template():
+    import json
+
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from ui.live_charts import LiveFigure
+
+    figure = go.Figure(go.Scatter(x=np.arange(3), y=np.array([0.5, 0.6, 0.7]), name="run"))
+    figure.update_layout(title="Accuracy", height=560)
+    frozen = json.loads(json.dumps(LiveFigure(figure).data))["figure"]  # what travels to the browser
+    assert "template" not in frozen["layout"]  # the browser draws it in Streamlit's look
+    assert frozen["layout"]["title"]["text"] == "Accuracy" and frozen["layout"]["height"] == 560
+    assert frozen["data"][0]["name"] == "run" and frozen["data"][0]["type"] == "scatter"

@@ -13,6 +13,7 @@ from lenet.tables import duration, percent
 
 from .actions import launch, launch_experiment, start_training, teacher_action
 from .frame import PAGES, setup_page
+from .live_charts import LiveFigure, live_chart
 from .loaders import (
     load_checkpoint,
     load_uploaded_checkpoint,
@@ -51,6 +52,7 @@ __all__ = [
     "SHARED_VIEW_MAX_AGE_S",
     "TRAINING_REFRESH_S",
     "VIEWER_REFRESH_S",
+    "LiveFigure",
     "SharedFigure",
     "chart",
     "choose_experiment",
@@ -60,6 +62,7 @@ __all__ = [
     "knob_input",
     "launch",
     "launch_experiment",
+    "live_chart",
     "load_checkpoint",
     "load_uploaded_checkpoint",
     "mirrored_accuracy",

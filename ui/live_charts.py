@@ -1,0 +1,133 @@
+"""A plotly chart that stays on screen and redraws in place when its figure changes: the charts
+that follow training (Live's, a student's own curves).
+
+st.plotly_chart gives a chart a new identity whenever its figure changes, so the browser throws the
+chart away and builds a new one (a new <div>, Plotly.newPlot): 14 new charts per tab in the first
+45 s of a watched quick demo, most of the CPU that watching took from training (README, "Watching").
+This element keeps its <div> and hands plotly only the new figure (Plotly.react), which also keeps
+what the viewer did to it: zoom, and runs hidden from the legend.
+
+plotly.js is one 4.6 MB file: it is served once per page load from the app's static folder
+(`static/` beside dashboard.py, copied from the plotly package), not sent inside every chart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import plotly
+import plotly.graph_objects as go
+import plotly.io as pio
+import streamlit as st
+
+from lenet.workspace import REPO_ROOT
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+STATIC_DIR = REPO_ROOT / "static"  # Streamlit serves it at app/static/ (server.enableStaticServing)
+
+_JS = """
+const CONFIG = {
+  displaylogo: false, responsive: true, showTips: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
+};
+let plotly;  // plotly.js, loaded once per page for every chart on it
+
+function loadPlotly() {
+  plotly ??= new Promise((resolve, reject) => {
+    if (window.Plotly) return resolve(window.Plotly);
+    const script = document.createElement("script");
+    script.src = new URL("app/static/plotly.min.js", document.baseURI).href;
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => {
+      plotly = undefined;  // the next update tries again
+      reject(new Error(`The chart library did not load from ${script.src}; reload the page.`));
+    };
+    document.head.appendChild(script);
+  });
+  return plotly;
+}
+
+// Streamlit's own chart look, from the theme's colours and fonts (light or dark) that the element
+// inherits as CSS; the figure's own layout (a projector's larger fonts) overrides it.
+function streamlitLook(element) {
+  const style = getComputedStyle(element);
+  const [r, g, b] = style.color.match(/[\\d.]+/g);
+  const text = (alpha) => `rgba(${r}, ${g}, ${b}, ${alpha})`;
+  const grid = text(0.12);
+  // colours only: sizes follow the figure's font (larger on the projector)
+  const axis = { gridcolor: grid, zerolinecolor: grid, tickcolor: grid, automargin: true,
+                 tickfont: { color: text(0.6) }, title: { font: { color: text(0.6) } } };
+  return {
+    font: { family: style.fontFamily, color: text(0.8), size: 12 },
+    title: { x: 0, xanchor: "left", font: { color: text(1), size: 16, weight: 600 },
+             subtitle: { font: { color: text(0.8) } } },
+    legend: { font: { color: text(0.8) } },
+    paper_bgcolor: "rgba(0, 0, 0, 0)",
+    plot_bgcolor: "rgba(0, 0, 0, 0)",
+    xaxis: { ...axis, showgrid: false, zeroline: false },
+    yaxis: axis,
+    margin: { l: 0, r: 0, pad: 8 },
+    hoverlabel: { font: { family: style.fontFamily } },
+  };
+}
+
+// Called again with the new figure whenever it changes, on the same element.
+export default function ({ data, parentElement }) {
+  const chart = parentElement.querySelector(".live-chart");
+  const { data: traces, layout } = data.figure;
+  layout.template = { layout: streamlitLook(chart) };
+  layout.uirevision = "kept";  // what the viewer zoomed or hid stays so when an epoch arrives
+  loadPlotly()
+    .then((Plotly) => Plotly.react(chart, traces, layout, CONFIG))
+    .catch((error) => { chart.textContent = error.message; });
+  return () => window.Plotly?.purge(chart);
+}
+"""
+
+_component = st.components.v2.component(
+    "lenet_live_chart",
+    # the theme's text colour and font, read by streamlitLook()
+    html='<div class="live-chart"></div>',
+    css=".live-chart { width: 100%; color: var(--st-text-color); font-family: var(--st-font); }",
+    js=_JS,
+    isolate_styles=False,  # plotly styles its toolbar and hover labels from the page's <head>
+)
+
+
+def install_plotly_js() -> None:
+    """Put plotly.js in the static folder (once; again after plotly is upgraded). Atomic: a
+    browser asking for it meanwhile gets the old file or the whole new one."""
+    target = STATIC_DIR / PLOTLY_JS.name
+    if target.exists() and target.stat().st_size == PLOTLY_JS.stat().st_size:
+        return
+    STATIC_DIR.mkdir(exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=STATIC_DIR, suffix=".tmp")
+    os.close(fd)
+    shutil.copyfile(PLOTLY_JS, temporary)
+    os.replace(temporary, target)
+
+
+class LiveFigure:
+    """A finished figure as the live chart draws it, serialized once however many sessions draw
+    it (plotly's own encoder: numpy arrays travel as compact typed arrays)."""
+
+    def __init__(self, figure: go.Figure):
+        frozen = json.loads(pio.to_json(figure, validate=False))
+        frozen["layout"].pop("template", None)  # the browser draws it in Streamlit's look instead
+        self.data = {"figure": frozen}
+
+
+def live_chart(figure: LiveFigure, key: str, where=None) -> None:
+    """Draw `figure` (in `where`, a column or container); a later draw with the same `key` updates
+    the chart on screen instead of replacing it."""
+    if where is None:
+        _component(data=figure.data, key=key)
+    else:
+        with where:
+            _component(data=figure.data, key=key)
+
+
+install_plotly_js()  # before any page can draw a chart that asks for it
