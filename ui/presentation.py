@@ -22,7 +22,12 @@ h1 { font-size: 1.9rem !important; padding-bottom: 0.2rem !important; }
 """
 
 
-STILL_CSS = "*, *::before, *::after { transition: none !important; animation: none !important; }"
+# Nothing animated; and an element being redrawn keeps its full opacity: Streamlit fades it to 0.33
+# after 0.5 s (a transition), which without transitions became a flash of every element at each rerun
+STILL_CSS = """
+*, *::before, *::after { transition: none !important; animation: none !important; }
+[data-stale="true"] { opacity: 1 !important; }
+"""
 
 
 def presenting() -> bool:
