@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from lenet import artifacts
-from lenet.config import EpochMetrics
+from lenet.config import EpochMetrics, StepMetrics
 from lenet.models import create_model
 from lenet.records import runs_frame
 from lenet.train import TrainConfig
@@ -570,16 +570,18 @@ def test_a_forged_submit_out_of_bounds_or_past_the_cap_is_refused_and_stores_not
         assert [(r.id, r.status, r.config) for r in store.list_runs()] == before  # nothing stored
 
 
+def _epoch(n: int) -> EpochMetrics:
+    return EpochMetrics(
+        n,
+        train_loss=1 / n,
+        train_accuracy=0.5 + n / 20,
+        val_loss=1.1 / n,
+        val_accuracy=0.5 + n / 25,
+        seconds=1.0,
+    )
+
+
 def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_path):
-    def epoch(n: int) -> EpochMetrics:
-        return EpochMetrics(
-            n,
-            train_loss=1 / n,
-            train_accuracy=0.5 + n / 20,
-            val_loss=1.1 / n,
-            val_accuracy=0.5 + n / 25,
-            seconds=1.0,
-        )
 
     with serve_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
@@ -592,7 +594,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         for run_id in ids:
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
-            store.record_epoch(run_id, epoch(1))
+            store.record_epoch(run_id, _epoch(1))
         accuracy = page.locator(".js-plotly-plot").filter(
             has=page.locator(".gtitle", has_text=re.compile("^Accuracy$"))
         )
@@ -606,7 +608,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
             "() => document.querySelector('.js-plotly-plot[data-first=yes]').data[0].visible === 'legendonly'"
         )
         for run_id in ids:
-            store.record_epoch(run_id, epoch(2))
+            store.record_epoch(run_id, _epoch(2))
             store.heartbeat(run_id)
         page.wait_for_function(
             "() => document.querySelector('.js-plotly-plot[data-first=yes]')?._fullData[0].x.length === 2",
@@ -618,3 +620,38 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         assert validation["#1 growing baseline"] == (2, "legendonly")
         assert validation["#2 growing dropout"] == (2, True)
         assert page.locator(".js-plotly-plot").count() == 4  # 2 per-epoch and 2 per-step charts, never more
+
+
+def _chart(page, title: str):
+    return page.locator(".js-plotly-plot").filter(
+        has=page.locator(".gtitle", has_text=re.compile(f"^{re.escape(title)}$"))
+    )
+
+
+def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tmp_path):
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 700})  # the per-step charts below
+        open_and_check(page, f"{url}/live", "Live")
+        store = Workspace(tmp_path / "home").store
+        run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=5), name="stepping baseline")
+        store.claim_next(os.getpid())
+        store.heartbeat(run_id)
+        steps = _chart(page, "Training loss (per step)")
+        steps.wait_for(state="attached", timeout=15_000)  # drawn once, empty, below the laptop's fold
+        for n in range(1, 11):
+            store.record_step(
+                run_id, StepMetrics(1, n, 10, n, 50, loss=2 / n, accuracy=n / 10, elapsed_s=n, eta_s=10)
+            )
+        store.record_epoch(run_id, _epoch(1))
+        store.heartbeat(run_id)
+        # the chart in sight shows the epoch; the one out of sight waits past its own refresh (6 s)
+        _chart(page, "Accuracy").get_by_text("#1 stepping baseline").wait_for(timeout=15_000)
+        page.wait_for_timeout(8_000)
+        points = "chart => chart._fullData.map(trace => trace.x.length)"
+        assert steps.evaluate(points) == []
+        steps.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "chart => chart._fullData.length === 1 && chart._fullData[0].x.length === 10",
+            arg=steps.element_handle(),
+            timeout=5_000,
+        )

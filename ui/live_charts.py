@@ -68,11 +68,33 @@ function streamlitLook(element) {
     paper_bgcolor: "rgba(0, 0, 0, 0)",
     plot_bgcolor: "rgba(0, 0, 0, 0)",
     xaxis: { ...axis, showgrid: false, zeroline: false },
-    yaxis: axis,
+    yaxis: { ...axis, title: { ...axis.title, standoff: 12 } },  // clear of its tick labels
     margin: { l: 0, r: 0, pad: 8 },
     hoverlabel: { font: { family: style.fontFamily } },
   };
 }
+
+function draw(chart, figure) {
+  loadPlotly()
+    .then((Plotly) => Plotly.react(chart, figure.data, figure.layout, CONFIG))
+    .catch((error) => { chart.textContent = error.message; });
+}
+
+// A chart out of sight (scrolled off, or its tab in the background) is redrawn when it comes
+// into sight, with its latest figure: the per-step charts below the fold cost nothing meanwhile.
+const inView = new WeakSet();
+const waiting = new Map();  // chart -> the figure it has not drawn yet
+const inSight = (chart) => inView.has(chart) && !document.hidden;
+const drawWaiting = () => {
+  for (const [chart, figure] of waiting) {
+    if (inSight(chart)) { waiting.delete(chart); draw(chart, figure); }
+  }
+};
+const sight = new IntersectionObserver((entries) => {
+  for (const entry of entries) entry.isIntersecting ? inView.add(entry.target) : inView.delete(entry.target);
+  drawWaiting();
+});
+document.addEventListener("visibilitychange", drawWaiting);
 
 // Called again with the new figure whenever it changes, on the same element.
 export default function ({ data, parentElement }) {
@@ -80,10 +102,23 @@ export default function ({ data, parentElement }) {
   const { data: traces, layout } = data.figure;
   layout.template = { layout: streamlitLook(chart) };
   layout.uirevision = "kept";  // what the viewer zoomed or hid stays so when an epoch arrives
-  loadPlotly()
-    .then((Plotly) => Plotly.react(chart, traces, layout, CONFIG))
-    .catch((error) => { chart.textContent = error.message; });
-  return () => window.Plotly?.purge(chart);
+  const figure = { data: traces, layout };
+  chart.style.height = `${layout.height ?? 450}px`;  // plotly's own default; the page lays it out
+  if (!chart.dataset.drawn) {  // the first figure is drawn at once: the chart takes its height
+    chart.dataset.drawn = "yes";
+    sight.observe(chart);
+    draw(chart, figure);
+  } else if (inSight(chart)) {
+    waiting.delete(chart);
+    draw(chart, figure);
+  } else {
+    waiting.set(chart, figure);
+  }
+  return () => {
+    sight.unobserve(chart);
+    waiting.delete(chart);
+    window.Plotly?.purge(chart);
+  };
 }
 """
 
