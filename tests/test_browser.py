@@ -644,9 +644,9 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
             )
         store.record_epoch(run_id, _epoch(1))
         store.heartbeat(run_id)
-        # the chart in sight shows the epoch; the one out of sight waits past its own refresh (6 s)
+        # the chart in sight shows the epoch; the one out of sight holds its new figure back
         _chart(page, "Accuracy").get_by_text("#1 stepping baseline").wait_for(timeout=15_000)
-        page.wait_for_timeout(8_000)
+        page.wait_for_function("chart => chart.dataset.waiting === 'yes'", arg=steps.element_handle())
         points = "chart => chart._fullData.map(trace => trace.x.length)"
         assert steps.evaluate(points) == []
         steps.scroll_into_view_if_needed()

@@ -87,7 +87,7 @@ const waiting = new Map();  // chart -> the figure it has not drawn yet
 const inSight = (chart) => inView.has(chart) && !document.hidden;
 const drawWaiting = () => {
   for (const [chart, figure] of waiting) {
-    if (inSight(chart)) { waiting.delete(chart); draw(chart, figure); }
+    if (inSight(chart)) { waiting.delete(chart); delete chart.dataset.waiting; draw(chart, figure); }
   }
 };
 const sight = new IntersectionObserver((entries) => {
@@ -110,9 +110,11 @@ export default function ({ data, parentElement }) {
     draw(chart, figure);
   } else if (inSight(chart)) {
     waiting.delete(chart);
+    delete chart.dataset.waiting;
     draw(chart, figure);
   } else {
     waiting.set(chart, figure);
+    chart.dataset.waiting = "yes";  // says so to a test, or to someone inspecting the page
   }
   return () => {
     sight.unobserve(chart);
