@@ -496,6 +496,12 @@ def test_three_students_join_from_another_device_submit_and_see_the_test_only_af
                     for row in db.execute("SELECT test_accuracy FROM runs WHERE student_id IS NOT NULL")
                 ]
             assert all(t is not None for t in tests)  # measured, and kept for the reveal
+            ada.goto(ada.url)  # her own curves: a live chart, with her one finished epoch drawn
+            ada.wait_for_function(
+                "() => [...document.querySelectorAll('.live-chart.js-plotly-plot')]"
+                ".some(c => c._fullData?.some(t => t.name?.includes('Ada') && t.x.length === 1))",
+                timeout=60_000,
+            )
             for path in ("class", "results", "live"):
                 ada.goto(f"{room}/{path}?student={pages['Ada'].url.split('student=')[-1]}")
                 ada.wait_for_timeout(3_000)

@@ -1,5 +1,5 @@
-"""A plotly chart that stays on screen and redraws in place when its figure changes: Live's charts,
-which follow training.
+"""A plotly chart that stays on screen and redraws in place when its figure changes: Live's charts
+and a student's own curves in a class round, which follow training.
 
 st.plotly_chart gives a chart a new identity whenever its figure changes, so the browser throws the
 chart away and builds a new one (a new <div>, Plotly.newPlot): 38 new plots per tab in the first
