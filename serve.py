@@ -12,5 +12,5 @@ from streamlit.web import cli
 
 if __name__ == "__main__":
     threading.Thread(target=__import__, args=("ui",), daemon=True).start()
-    sys.argv = ["streamlit", "run", "dashboard.py", *sys.argv[1:]]
+    sys.argv = ["streamlit", "run", "app.py", *sys.argv[1:]]
     sys.exit(cli.main())

@@ -1,6 +1,6 @@
 """What a class watching the teacher's URL costs the teacher's machine.
 
-A real dashboard server (`streamlit run dashboard.py`, the repository's config) over a fresh
+A real dashboard server (`streamlit run app.py`, the repository's config) over a fresh
 home, with an experiment of 10 runs on the Live page: 8 finished (40 epochs each) and 2 training.
 Then phases of equal length with 0, 1 and N simulated viewers (`FakeBrowser`: the frontend's own
 websocket protocol and fragment timers, from a network namespace of its own like a student's
@@ -31,6 +31,8 @@ from lenet.records import ACTIVE, RunStatus
 from lenet.train import TrainConfig
 from lenet.worker import ensure_workers
 from lenet.workspace import REPO_ROOT, Workspace
+from ui import feed
+from ui.shared import VIEWER_REFRESH_S
 
 from .fake_browser import FakeBrowser
 from .netns import HOST_ADDRESS, peer_namespace
@@ -97,11 +99,36 @@ def images_trained(workspace: Workspace) -> int:
     return sum(run.global_step * run.config.batch_size for run in runs)
 
 
+class FeedPoller:
+    """What Live's elements ask of the server, as a viewer's tab asks it (ui/feed_view.py): the bars
+    every 2 s, the per-epoch charts every 3 s and the per-step ones every 6 s, each only if changed."""
+
+    PACE_S = {"epochs": 3.0, "steps": 6.0}
+
+    def __init__(self, url: str, query: str):
+        self.url = f"{url}{feed.LIVE_PATH}?{query}&present=0"
+        self.drawn = {kind: "" for kind in self.PACE_S}
+        self.asked = dict.fromkeys(self.PACE_S, 0.0)
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        due = [kind for kind, pace in self.PACE_S.items() if now - self.asked[kind] >= pace - 0.1]
+        charts = ",".join(f"{kind}:{self.drawn[kind]}" for kind in due)
+        with urllib.request.urlopen(self.url + (f"&charts={charts}" if charts else ""), timeout=10) as answer:
+            state = json.load(answer)
+        for kind in due:
+            self.asked[kind] = now
+            if kind in state["charts"]:
+                self.drawn[kind] = state["charts"][kind]["revision"]
+
+
 class Viewers:
-    """N fake browsers on the Live page, each ticking its fragment timers like a browser tab."""
+    """N fake browsers on the Live page, each polling Live's feed and ticking its fragment timers
+    (the sidebar's) like a browser tab."""
 
     def __init__(self, url: str, query: str, count: int):
         self.browsers = [FakeBrowser(url, page="live", query=query) for _ in range(count)]
+        self.feeds = {browser: FeedPoller(url, query) for browser in self.browsers}
         for browser in self.browsers:
             browser.open()
         self.refreshes = 0
@@ -114,10 +141,11 @@ class Viewers:
     def _tick(self, browser: FakeBrowser) -> None:
         while not self.done.is_set():
             started = time.monotonic()
-            refreshed = bool(browser.refresh_fragments())
+            browser.refresh_fragments()
+            self.feeds[browser].poll()
             with self.lock:
-                self.refreshes += refreshed
-            interval = min(browser.timers.values(), default=1.0)
+                self.refreshes += 1
+            interval = min([*browser.timers.values(), VIEWER_REFRESH_S])
             self.done.wait(max(0.0, interval - (time.monotonic() - started)))
 
     def close(self) -> None:

@@ -58,6 +58,8 @@ def for_projector(fig: go.Figure) -> go.Figure:
         hoverlabel_font_size=18,
     )
     fig.update_annotations(font_size=18)  # subplot titles and notes
+    if fig.layout.title.subtitle.text:  # the larger title and subtitle clear of the top tick label
+        fig.update_layout(margin_t=(fig.layout.margin.t or 80) + 30)
     if fig.layout.legend.orientation == "h":  # a legend under the plot: room for larger text
         fig.update_layout(height=max(fig.layout.height or 0, 560), legend_y=-0.28)
     return fig

@@ -1,4 +1,4 @@
-"""Real-browser tests: `streamlit run dashboard.py` in headless Chromium: every page, a deep link
+"""Real-browser tests: `streamlit run app.py` in headless Chromium: every page, a deep link
 opened first on a fresh server, and a drawing on the sandbox's canvas."""
 
 import json
@@ -62,7 +62,7 @@ def browser():
 
 @contextmanager
 def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
-    """`streamlit run dashboard.py` on a free port, over a fresh LENET_HOME and synthetic data;
+    """`streamlit run app.py` on a free port, over a fresh LENET_HOME and synthetic data;
     `prepare(workspace, data_dir)` may fill the home first. `address` "0.0.0.0" serves the room."""
     port = free_port()
     home = root / "home"
@@ -83,7 +83,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
             "-m",
             "streamlit",
             "run",
-            str(ROOT / "dashboard.py"),
+            str(ROOT / "app.py"),  # dashboard.py and the feed beside it, as `make run` serves them
             "--server.headless",
             "true",
             "--server.port",

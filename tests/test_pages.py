@@ -52,6 +52,18 @@ def seeded(trained, idx_dir, monkeypatch, worker_requests):
     return store, finished, queued
 
 
+def feed_parts(app, role: str) -> list[dict]:
+    """The data of the elements that follow the feed (ui/feed_view.py) in one role ("bar", ...)."""
+    elements = [e for e in app.get("bidi_component") if e.proto.component_name == "lenet_feed"]
+    parts = [json.loads(e.proto.json) for e in elements]
+    return [part for part in parts if part["role"] == role]
+
+
+def bar_texts(app) -> str:
+    """Live's progress bars as they are first drawn: each run's name and what it is doing."""
+    return " ".join(f"{part['row']['name']} · {part['row']['detail']}" for part in feed_parts(app, "bar"))
+
+
 def chart_titles(app) -> list[str]:
     """Each chart's title, with its subtitle after a colon as it was written."""
     titles = [json.loads(chart.proto.spec)["layout"]["title"] for chart in app.get("plotly_chart")]
@@ -267,9 +279,9 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     store.claim_next(os.getpid())  # the first one trains, the others wait their turn
     app = open_page("pages/live.py")
     assert not app.exception
-    shown = " ".join(block.proto.text for block in app.get("progress"))  # the bars' labels
+    shown = bar_texts(app)
     assert "baseline-s0" in shown and "epoch 1/1" in shown
-    assert len(app.main.get("progress")) == 1  # the waiting runs are one line, in training order
+    assert len(feed_parts(app, "bar")) == 1  # the waiting runs are one line, in training order
     queue = [c.value for c in app.caption if c.value.startswith("Queued, in training order: ")]
     assert queue == [
         "Queued, in training order: " + ", ".join(f"**{store.get_run(i).name}**" for i in ids[1:])
@@ -481,6 +493,5 @@ def test_stop_on_live_shows_at_once_in_the_view_that_was_clicked(seeded):
     app = open_page("pages/live.py")
     app.button(key=f"live_stop_{queued}").click().run()
     assert store.get_run(queued).stop_requested == 1
-    shown = " ".join(bar.proto.text for bar in app.get("progress"))
-    assert "stopping after this batch" in shown
+    assert "stopping after this batch" in bar_texts(app)
     assert not [b for b in app.button if b.key == f"live_stop_{queued}"]  # no second Stop to press

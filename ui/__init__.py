@@ -12,6 +12,7 @@ pages/ folder as old-style pages until some session has run `st.navigation`).
 from lenet.tables import duration, percent
 
 from .actions import launch, launch_experiment, start_training, teacher_action
+from .feed_view import live_chart_pair, progress_bar, watch_live
 from .frame import PAGES, setup_page
 from .live_charts import LiveFigure, live_chart
 from .loaders import (
@@ -63,12 +64,14 @@ __all__ = [
     "launch",
     "launch_experiment",
     "live_chart",
+    "live_chart_pair",
     "load_checkpoint",
     "load_uploaded_checkpoint",
     "mirrored_accuracy",
     "mistakes",
     "percent",
     "presenting",
+    "progress_bar",
     "run_state",
     "runs_now",
     "shared_view",
@@ -79,5 +82,6 @@ __all__ = [
     "teacher_passcode",
     "test_images",
     "view_only_note",
+    "watch_live",
     "workspace",
 ]

@@ -7,10 +7,9 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from .feed_view import sidebar_summary
 from .presentation import CARRIED_PARAMS, PROJECTOR_CSS, STILL_CSS, presenting
-from .roles import is_teacher, role_controls
-from .shared import ROOM_SLOW_REFRESH_S, SIDEBAR_REFRESH_S, follow_store
-from .widgets import sidebar_status
+from .roles import role_controls
 
 TITLE = "LeNet-5 regularization lab"
 
@@ -56,7 +55,7 @@ def setup_page(live: bool = False) -> None:
                 st.query_params.pop("present", None)
             st.rerun()
         st.divider()
-        follow_store(sidebar_status, every_s=SIDEBAR_REFRESH_S if is_teacher() else ROOM_SLOW_REFRESH_S)
+        sidebar_summary()
         role_controls()
     if presenting():
         st.html(f"<style>{PROJECTOR_CSS}</style>")

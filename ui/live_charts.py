@@ -30,7 +30,7 @@ from lenet.workspace import REPO_ROOT
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 STATIC_DIR = REPO_ROOT / "static"  # Streamlit serves it at app/static/ (server.enableStaticServing)
 
-_JS = """
+CHART_JS = """
 const CONFIG = {
   displaylogo: false, responsive: true, showTips: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
 };
@@ -97,15 +97,14 @@ const sight = new IntersectionObserver((entries) => {
 });
 document.addEventListener("visibilitychange", drawWaiting);
 
-// Called again with the new figure whenever it changes, on the same element.
-export default function ({ data, parentElement }) {
-  const chart = parentElement.querySelector(".live-chart");
-  const { data: traces, layout } = data.figure;
+// Draw `figure` in `chart` now, or when the chart comes into sight; the first figure at once, so
+// that the chart takes its height.
+function show(chart, figure) {
+  const { layout } = figure;
   layout.template = { layout: streamlitLook(chart) };
   layout.uirevision = "kept";  // what the viewer zoomed or hid stays so when an epoch arrives
-  const figure = { data: traces, layout };
   chart.style.height = `${layout.height ?? 450}px`;  // plotly's own default; the page lays it out
-  if (!chart.dataset.drawn) {  // the first figure is drawn at once: the chart takes its height
+  if (!chart.dataset.drawn) {
     chart.dataset.drawn = "yes";
     sight.observe(chart);
     draw(chart, figure);
@@ -117,11 +116,12 @@ export default function ({ data, parentElement }) {
     waiting.set(chart, figure);
     chart.dataset.waiting = "yes";  // says so to a test, or to someone inspecting the page
   }
-  return () => {
-    sight.unobserve(chart);
-    waiting.delete(chart);
-    window.Plotly?.purge(chart);
-  };
+}
+
+function forget(chart) {
+  sight.unobserve(chart);
+  waiting.delete(chart);
+  window.Plotly?.purge(chart);
 }
 """
 
@@ -130,7 +130,15 @@ _component = st.components.v2.component(
     # the theme's text colour and font, read by streamlitLook()
     html='<div class="live-chart"></div>',
     css=".live-chart { width: 100%; color: var(--st-text-color); font-family: var(--st-font); }",
-    js=_JS,
+    # called again with the new figure whenever it changes, on the same element
+    js=CHART_JS
+    + """
+export default function ({ data, parentElement }) {
+  const chart = parentElement.querySelector(".live-chart");
+  show(chart, data.figure);
+  return () => forget(chart);
+}
+""",
     isolate_styles=False,  # plotly styles its toolbar and hover labels from the page's <head>
 )
 
@@ -156,6 +164,7 @@ class LiveFigure:
         frozen = json.loads(pio.to_json(figure, validate=False))
         frozen["layout"].pop("template", None)  # the browser draws it in Streamlit's look instead
         self.data = {"figure": frozen}
+        self.json = json.dumps(frozen)  # as the feed sends it (ui/feed.py)
 
 
 def live_chart(figure: LiveFigure, key: str, where=None) -> None:

@@ -101,16 +101,19 @@ class RunsNow(NamedTuple):
     active: list[Run]  # running, then queued, in training order
 
 
+def read_runs() -> RunsNow:
+    """Every run and the active ones, read from the store now. A shared view builds from this, not
+    from `runs_now()`: built from another shared view, it could keep that one's older value under
+    the store's newer revision until the store changed again."""
+    store = workspace().store
+    runs = store.list_runs()
+    active = [run for run in runs if run.status.active]
+    return RunsNow(runs, in_training_order(active, store.queue_order()))
+
+
 def runs_now() -> RunsNow:
     """Every run and the active ones, at most half a second old, shared by every session."""
-
-    def build() -> RunsNow:
-        store = workspace().store
-        runs = store.list_runs()
-        active = [run for run in runs if run.status.active]
-        return RunsNow(runs, in_training_order(active, store.queue_order()))
-
-    return shared_view(("runs",), build, max_age_s=SHARED_VIEW_MAX_AGE_S)
+    return shared_view(("runs",), read_runs, max_age_s=SHARED_VIEW_MAX_AGE_S)
 
 
 def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:

@@ -8,11 +8,10 @@ import math
 import streamlit as st
 
 from lenet.config import KNOBS
-from lenet.records import Run, RunStatus
+from lenet.records import Run
 from lenet.tables import duration
 
 from .presentation import presenting
-from .shared import runs_now
 
 
 def knob_input(where, name: str, value, key: str):
@@ -38,18 +37,6 @@ def knob_input(where, name: str, value, key: str):
 
 def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + "."
-
-
-def sidebar_status() -> None:
-    """What is training right now, on every page."""
-    active = runs_now().active
-    if not active:
-        st.caption("Nothing is training.")
-        return
-    running = [run for run in active if run.status == RunStatus.RUNNING]
-    st.caption(f"{len(running)} training, {len(active) - len(running)} queued")
-    for run in running:
-        st.progress(run.progress, text=f"{run.name}: {run_state(run)}")
 
 
 def run_state(run: Run) -> str:

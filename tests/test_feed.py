@@ -1,0 +1,134 @@
+"""The feed that Live's bars and charts and the sidebar poll (ui/feed.py): what it sends, when a chart
+is sent again, when the page must rerun, and what it makes of a forged query."""
+
+import json
+import os
+
+import pytest
+import streamlit as st
+from starlette.requests import Request
+
+import ui
+from lenet.config import EpochMetrics
+from lenet.train import TrainConfig
+from ui import feed
+from ui.shared import _shared_views
+
+
+@pytest.fixture
+def store(isolated_home):
+    st.cache_resource.clear()  # this test's own workspace
+    return ui.workspace().store
+
+
+def fresh() -> None:
+    """What the next read sees is the store now (shared views are up to half a second old)."""
+    _shared_views().clear()
+
+
+def _epoch(n: int) -> EpochMetrics:
+    return EpochMetrics(
+        n, train_loss=1 / n, train_accuracy=0.9, val_loss=1.2 / n, val_accuracy=0.8, seconds=1.0
+    )
+
+
+def live(experiment_id=None, **have) -> dict:
+    return json.loads(feed.live_state(experiment_id, False, have))
+
+
+def test_the_feed_sends_each_running_runs_bar_and_a_chart_only_when_it_changed(store):
+    running = store.enqueue(TrainConfig.for_variant("baseline", epochs=3), name="first")
+    waiting = store.enqueue(TrainConfig.for_variant("dropout", epochs=3), name="second")
+    store.claim_next(os.getpid())
+    store.record_epoch(running, _epoch(1))
+    state = live(epochs="", steps="")
+    assert state["training"] is True
+    assert list(state["bars"]) == [str(running)]  # the queued run has no bar
+    assert state["bars"][str(running)]["name"] == "first"
+    assert state["bars"][str(running)]["detail"].startswith("epoch 2/3 · ")
+    figures = state["charts"]["epochs"]["figures"]
+    assert [f["layout"]["title"]["text"] for f in figures] == ["Accuracy", "Loss"]
+    assert "template" not in figures[0]["layout"]  # drawn in Streamlit's look by the browser
+
+    drawn = state["charts"]["epochs"]["revision"]
+    fresh()
+    assert live(epochs=drawn)["charts"] == {}  # nothing new: no figure sent
+    assert "epochs" not in live(steps="")["charts"]  # a kind not asked for is not sent
+    store.record_epoch(running, _epoch(2))
+    fresh()
+    changed = live(epochs=drawn)["charts"]["epochs"]
+    assert changed["revision"] != drawn
+    validation = changed["figures"][0]["data"][0]
+    assert validation["name"].endswith("first") and len(validation["x"]) == 2
+    assert str(waiting) not in live()["bars"]
+
+
+def test_the_page_reruns_when_a_run_starts_or_stops_or_the_queue_changes_and_not_at_each_step(store):
+    def key():
+        fresh()
+        return feed.page_key(feed.on_screen(None))
+
+    first = store.enqueue(TrainConfig.for_variant("baseline", epochs=3))
+    queued = key()
+    store.claim_next(os.getpid())
+    started = key()
+    store.record_epoch(first, _epoch(1))
+    store.heartbeat(first)
+    assert key() == started  # progress alone: the feed draws it
+    store.request_stop(first)
+    stopping = key()
+    store.enqueue(TrainConfig.for_variant("dropout", epochs=3))
+    assert len({queued, started, stopping, key()}) == 4
+
+
+def test_the_sidebar_says_what_trains_now(store):
+    assert feed.runs_state() == {"training": False, "summary": "Nothing is training.", "running": []}
+    run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=3), name="first")
+    store.enqueue(TrainConfig.for_variant("dropout", epochs=3))
+    store.claim_next(os.getpid())
+    fresh()
+    state = feed.runs_state()
+    assert state["summary"] == "1 training, 1 queued"
+    assert [(row["id"], row["name"]) for row in state["running"]] == [(run_id, "first")]
+
+
+def _get(handler, query: str) -> dict:
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": query.encode(), "headers": []}
+    request = Request(scope)
+    response = handler(request)
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    return json.loads(response.body)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "experiment=1&present=1&charts=epochs:,steps:",
+        "experiment=../../etc/passwd&charts=epochs:" + "x" * 5000 + ",evil:1,steps",
+        "experiment=-3&present=<script>&charts=",
+        "experiment=99999999999999999999999",
+    ],
+)
+def test_the_routes_answer_any_query_with_what_live_shows_and_nothing_else(store, query):
+    run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=3), name="first")
+    store.claim_next(os.getpid())
+    store.record_epoch(run_id, _epoch(1))
+    fresh()
+    before = store.revision()
+    state = _get(feed.ROUTES[0].endpoint, query)
+    assert set(state) == {"training", "page", "bars", "charts"}
+    assert set(state["charts"]) <= {"epochs", "steps"}
+    assert list(state["bars"]) in ([str(run_id)], [])  # another experiment's page shows none of it
+    assert _get(feed.ROUTES[1].endpoint, query)["summary"] == "1 training, 0 queued"
+    assert store.revision() == before  # read-only
+
+
+def test_lives_view_is_read_from_the_store_not_from_an_older_shared_view(store):
+    """Seen in Chromium: Live's view, built from the sidebar's half-second-old runs, kept 'nothing
+    trained' under the store's newer revision, while the page's key said a run was training."""
+    fresh()
+    assert ui.runs_now().runs == []  # shared, and young enough to be served again at once
+    run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=3))
+    now = feed.on_screen(None)
+    assert [run.id for run in now.runs] == [run_id]
+    assert json.loads(feed.page_key(now))[-1] == [run_id]

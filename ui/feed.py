@@ -1,0 +1,191 @@
+"""What Live and the sidebar show of training, as JSON that their own elements poll
+(ui/feed_view.py) instead of Streamlit rerunning a fragment every second.
+
+Measured with two watching Chromium tabs during the quick demo: a fragment rerun cost a tab about
+40 ms of CPU however little it redrew (Streamlit's frontend re-renders the app for every script
+run), and Live reran two a second per tab (its progress bars, its charts and the sidebar). A poll
+of this feed costs the tab about a millisecond: the element changes only the bars' text and width,
+and hands plotly a figure only when it changed.
+
+Everything here is what the page would show to anyone who opens it (no test score, nothing only
+the teacher may see), built once per server for every viewer (`shared_view`), and read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import NamedTuple
+
+import pandas as pd
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lenet import charts
+from lenet.records import Run, RunStatus, runs_frame
+from lenet.tables import percent
+
+from .live_charts import LiveFigure
+from .loaders import workspace
+from .shared import CHART_REFRESH_S, SHARED_VIEW_MAX_AGE_S, read_runs, runs_now, shared_view
+from .widgets import run_state
+
+LIVE_PATH = "/feed/live"  # Live: the bars, the queue and the charts of one experiment (or every run)
+RUNS_PATH = "/feed/runs"  # the sidebar: what trains now, on every page
+RECENT = 5  # finished runs kept on Live's charts beside the active ones, when showing every run
+CHART_KINDS = ("epochs", "steps")
+
+
+class OnScreen(NamedTuple):
+    runs: list[Run]  # every run of the experiment, newest first
+    active: list[Run]  # running, then queued, in training order
+    shown: pd.DataFrame  # the runs on the charts
+    training: bool  # whether anything trains, in this experiment or not
+    newest_experiment: int  # 0 before the first
+
+
+def on_screen(experiment_id: int | None) -> OnScreen:
+    """Live's runs: an experiment's (whole), or every run's (the active and the recent ones)."""
+
+    def build() -> OnScreen:
+        runs, active = everything = read_runs()
+        if experiment_id is not None:
+            runs = [run for run in runs if run.experiment_id == experiment_id]
+            active = [run for run in active if run.experiment_id == experiment_id]
+        ended = [run for run in runs if not run.status.active]
+        shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])
+        newest = max((run.experiment_id or 0 for run in everything.runs), default=0)
+        return OnScreen(runs, active, shown, bool(everything.active), newest)
+
+    return shared_view(("live runs", experiment_id), build, max_age_s=SHARED_VIEW_MAX_AGE_S)
+
+
+class Charts(NamedTuple):
+    revision: str  # changes whenever the figures do
+    figures: str  # a JSON list of figures, as the live chart draws them
+
+
+def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Charts:
+    """The two per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the two
+    per-step ones (at most once per chart refresh), for every viewer."""
+    shown = on_screen(experiment_id).shown
+
+    def epochs_changed() -> tuple:
+        return tuple(shown[["id", "status", "epochs_completed"]].itertuples(index=False, name=None))
+
+    def steps_changed() -> tuple:  # the runs shown too: they may be newer than the last revision read
+        return workspace().store.revision(), tuple(shown["id"])
+
+    def build() -> Charts:
+        labels = charts.short_labels(shown) if presenting else None
+        ids = shown["id"].tolist()
+        if kind == "epochs":
+            epochs = workspace().store.epoch_metrics(ids)
+            figures = [charts.epoch_curves(epochs, shown, metric, labels) for metric in ("accuracy", "loss")]
+        else:
+            steps = workspace().store.step_metrics(ids)
+            figures = [charts.step_curves(steps, shown, metric, labels) for metric in ("loss", "accuracy")]
+        encoded = (
+            "["
+            + ",".join(LiveFigure(charts.for_projector(f) if presenting else f).json for f in figures)
+            + "]"
+        )
+        return Charts(hashlib.sha1(encoded.encode()).hexdigest()[:16], encoded)
+
+    return shared_view(
+        ("live charts", kind, experiment_id, presenting),
+        build,
+        max_age_s=SHARED_VIEW_MAX_AGE_S if kind == "epochs" else CHART_REFRESH_S,
+        revision=epochs_changed if kind == "epochs" else steps_changed,
+    )
+
+
+def progress_row(run: Run, with_epoch: bool = True) -> dict:
+    """A progress bar: the run's name, and what it is doing ('epoch 3/40 · 7% · ETA 1 min 07 s')."""
+    # the epoch in progress; after the last one, the final evaluation still runs
+    epoch = f"epoch {min(run.epochs_completed + 1, run.epochs)}/{run.epochs} · {percent(run.progress)} · "
+    return {
+        "id": run.id,
+        "name": run.name,
+        "progress": run.progress,
+        "detail": (epoch if with_epoch else "") + run_state(run),
+    }
+
+
+def message(runs: list[Run], active: list[Run], experiment_id: int | None) -> str | None:
+    if not runs:
+        return (
+            "Nothing has been trained yet. Queue runs on the Train page, or launch the quick demo from Home."
+        )
+    if not active and experiment_id is None:
+        return f"Nothing is training now. Showing the {min(RECENT, len(runs))} most recent runs."
+    if not active:
+        return "Nothing of this experiment is training now. Its results are on the Results page."
+    return None
+
+
+def page_key(now: OnScreen) -> str:
+    """What the Streamlit part of Live shows and the feed does not: whether anything trains, the
+    experiments to choose from, the running runs (a bar and the teacher's Stop button each) and the
+    queue. When it changes, the page reruns once."""
+    running = [(run.id, run.stop_requested) for run in now.active if run.status == RunStatus.RUNNING]
+    queued = [run.id for run in now.active if run.status != RunStatus.RUNNING]
+    return json.dumps([now.training, now.newest_experiment, bool(now.runs), running, queued])
+
+
+def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]) -> str:
+    """Live's feed as JSON text: the page's key, each running run's bar, and each chart kind in
+    `have` (kind -> the revision the browser has drawn) whose figures changed since."""
+    now = on_screen(experiment_id)
+    state = {
+        "training": now.training,
+        "page": page_key(now),
+        "bars": {run.id: progress_row(run) for run in now.active if run.status == RunStatus.RUNNING},
+    }
+    updates = []
+    if now.runs:
+        for kind in CHART_KINDS:
+            if kind in have:
+                revision, figures = live_charts(experiment_id, presenting, kind)
+                if revision != have[kind]:
+                    updates.append(f'"{kind}": {{"revision": "{revision}", "figures": {figures}}}')
+    return json.dumps(state)[:-1] + ', "charts": {' + ", ".join(updates) + "}}"
+
+
+def runs_state() -> dict:
+    """The sidebar's summary of what trains now."""
+    active = runs_now().active
+    running = [run for run in active if run.status == RunStatus.RUNNING]
+    if not active:
+        return {"training": False, "summary": "Nothing is training.", "running": []}
+    return {
+        "training": True,
+        "summary": f"{len(running)} training, {len(active) - len(running)} queued",
+        "running": [progress_row(run, with_epoch=False) for run in running],
+    }
+
+
+# -- the routes (app.py serves them beside Streamlit's own) ---------------------------------------
+def _experiment(request: Request) -> int | None:
+    value = request.query_params.get("experiment", "")
+    return int(value) if value.isdigit() and int(value) else None
+
+
+def _live(request: Request) -> Response:
+    have = {}
+    for item in request.query_params.get("charts", "").split(","):
+        kind, _, revision = item.partition(":")
+        if kind in CHART_KINDS:
+            have[kind] = revision[:16]
+    presenting = request.query_params.get("present") in ("1", "true")
+    text = live_state(_experiment(request), presenting, have)
+    return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _runs(request: Request) -> Response:
+    return JSONResponse(runs_state(), headers={"Cache-Control": "no-store"})
+
+
+# sync handlers: Starlette runs them in its thread pool, beside the event loop (the store is SQLite)
+ROUTES = [Route(LIVE_PATH, _live), Route(RUNS_PATH, _runs)]
