@@ -14,7 +14,6 @@ import streamlit as st
 from . import feed
 from .live_charts import CHART_JS
 from .presentation import presenting
-from .roles import is_teacher
 from .shared import (
     CHART_REFRESH_S,
     IDLE_REFRESH_S,
@@ -23,6 +22,7 @@ from .shared import (
     STEP_CHART_REFRESH_S,
     TRAINING_REFRESH_S,
     VIEWER_REFRESH_S,
+    pace_s,
     runs_now,
 )
 
@@ -212,7 +212,7 @@ _element = st.components.v2.component(
 
 def _pace(teacher_s: float, viewer_s: float) -> dict:
     """While runs train, a teacher's pace or a viewer's slower one; at rest, the idle pace."""
-    busy_s = teacher_s if is_teacher() else max(teacher_s, viewer_s)
+    busy_s = pace_s(teacher_s, viewer_s)
     return {"busy_ms": int(1000 * busy_s), "idle_ms": int(1000 * max(busy_s, IDLE_REFRESH_S))}
 
 
@@ -264,7 +264,7 @@ def live_chart_pair(experiment_id: int | None, kind: str) -> None:
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
         kind=kind,
         keys=[0, 1],
-        every_ms=int(1000 * (every_s if is_teacher() else max(every_s, VIEWER_REFRESH_S))),
+        every_ms=int(1000 * pace_s(every_s)),
         figures={"revision": revision, "figures": json.loads(figures)},
     )
 

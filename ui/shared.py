@@ -116,12 +116,17 @@ def runs_now() -> RunsNow:
     return shared_view(("runs",), read_runs, max_age_s=SHARED_VIEW_MAX_AGE_S)
 
 
+def pace_s(every_s: float, viewer_s: float = VIEWER_REFRESH_S) -> float:
+    """A view's pace while runs train: `every_s` for the teacher, at least `viewer_s` for the room."""
+    return every_s if is_teacher() else max(every_s, viewer_s)
+
+
 def follow_store(view, every_s: float = TRAINING_REFRESH_S) -> None:
     """Draw `view()` and redraw it as the store changes, without reloads: every `every_s` while runs
     train (every 2 s at least for viewers), every 3 s otherwise. When training starts or ends the
     whole page reruns once, so that every part of it (and its pace) follows."""
     training = bool(runs_now().active)
-    pace = every_s if is_teacher() else max(every_s, VIEWER_REFRESH_S)
+    pace = pace_s(every_s)
 
     @st.fragment(run_every=pace if training else max(pace, IDLE_REFRESH_S))
     def followed() -> None:
