@@ -34,44 +34,61 @@ def run_label(run: dict | pd.Series) -> str:
 def short_labels(runs: pd.DataFrame) -> dict[int, str]:
     """Legend labels a room can read: the variant's title, plus only the settings that tell runs
     of the same variant apart ("L2 (0.01), wd 0.003, seed 1")."""
+    columns = [c for c in TELLING_APART if c in runs]
+    # per variant, the settings whose values differ among its runs (one pass over the frame: Live
+    # labels its runs for the projector every few seconds)
+    differs = runs[columns].astype(str).groupby(runs["variant"], sort=False).nunique() > 1
     labels = {}
-    for variant, group in runs.groupby("variant", sort=False):
-        differing = [c for c in TELLING_APART if c in group and group[c].astype(str).nunique() > 1]
-        for _, run in group.iterrows():
-            parts = [variant_title(variant)] + [
-                f"{KNOBS[c].short} {KNOBS[c].show(run[c])}" for c in differing
-            ]
-            labels[int(run["id"])] = ", ".join(parts)
+    for run in runs[["id", "variant", *columns]].to_dict("records"):
+        differing = [c for c in columns if differs.at[run["variant"], c]]
+        parts = [variant_title(run["variant"])] + [
+            f"{KNOBS[c].short} {KNOBS[c].show(run[c])}" for c in differing
+        ]
+        labels[int(run["id"])] = ", ".join(parts)
     return labels
 
 
 PROJECTOR_FONT = {"size": 18}  # ticks and legends; titles larger
 
 
-def for_projector(fig: go.Figure) -> go.Figure:
-    """The same chart readable from the back row: text of at least 18 px, titles 22 px."""
-    fig.update_layout(
-        font=PROJECTOR_FONT,
-        title_font_size=22,
-        title_subtitle_font_size=18,
-        legend_font_size=18,
-        hoverlabel_font_size=18,
-    )
-    fig.update_annotations(font_size=18)  # subplot titles and notes
-    if fig.layout.title.subtitle.text:  # the larger title and subtitle clear of the top tick label
-        fig.update_layout(margin_t=(fig.layout.margin.t or 80) + 30)
-    if fig.layout.legend.orientation == "h":  # a legend under the plot: room for larger text
-        fig.update_layout(height=max(fig.layout.height or 0, 560), legend_y=-0.28)
-    return fig
+def for_projector(fig: go.Figure | dict) -> go.Figure | dict:
+    """The same chart readable from the back row: text of at least 18 px, titles 22 px. A figure
+    given as a plain dict (Live's, built without plotly's objects) is changed the same way."""
+    layout = fig["layout"] if isinstance(fig, dict) else fig.layout.to_plotly_json()
+    updates = {
+        "font": PROJECTOR_FONT,
+        "title": {"font": {"size": 22}, "subtitle": {"font": {"size": 18}}},
+        "legend": {"font": {"size": 18}},
+        "hoverlabel": {"font": {"size": 18}},
+    }
+    if layout.get("annotations"):  # subplot titles and notes
+        updates["annotations"] = [_merged(note, {"font": {"size": 18}}) for note in layout["annotations"]]
+    if layout.get("title", {}).get("subtitle", {}).get("text"):  # clear of the top tick label
+        updates["margin"] = {"t": layout.get("margin", {}).get("t", 80) + 30}
+    if layout.get("legend", {}).get("orientation") == "h":  # a legend under the plot: room for larger text
+        updates["height"] = max(layout.get("height", 0), 560)
+        updates["legend"]["y"] = -0.28
+    if isinstance(fig, dict):
+        return {**fig, "layout": _merged(layout, updates)}
+    return fig.update_layout(updates)
+
+
+def _merged(base: dict, updates: dict) -> dict:
+    """`base` with `updates` laid over it, nested dicts merged key by key (as plotly's update does)."""
+    merged = dict(base)
+    for key, value in updates.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if nested else value
+    return merged
 
 
 def _style(runs: pd.DataFrame) -> dict[int, dict]:
     """Colour by variant; runs of the same variant are told apart by dash pattern."""
     styles, seen = {}, {}
-    for _, run in runs.sort_values("id").iterrows():
-        n = seen.get(run["variant"], 0)
-        seen[run["variant"]] = n + 1
-        styles[run["id"]] = {"color": variant_color(run["variant"]), "dash": _DASHES[n % len(_DASHES)]}
+    for run_id, variant in sorted(zip(runs["id"], runs["variant"], strict=True)):
+        n = seen.get(variant, 0)
+        seen[variant] = n + 1
+        styles[run_id] = {"color": variant_color(variant), "dash": _DASHES[n % len(_DASHES)]}
     return styles
 
 
@@ -82,62 +99,90 @@ def _title(text: str) -> dict:
     return {"text": main, "subtitle": {"text": rest}} if rest else {"text": text}
 
 
-def _epoch_ticks(fig: go.Figure, last_epoch) -> None:
-    """Whole epochs on the x axis (never 1.5), at most about ten ticks."""
-    if last_epoch == last_epoch and last_epoch:
-        fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(float(last_epoch) / 10)))
+def _epoch_ticks(last_epoch) -> dict:
+    """The x axis of whole epochs (never 1.5), at most about ten ticks; nothing when unknown."""
+    if last_epoch == last_epoch and last_epoch:  # known, not NaN
+        return {"tick0": 0, "dtick": max(1, math.ceil(float(last_epoch) / 10))}
+    return {}
 
 
-def _layout(
-    fig: go.Figure,
+def _layout_spec(
     title: str,
     y_title: str,
     x_title: str = "epoch",
     percent: bool = False,
     planned_epochs=None,
-):
+    empty: bool = False,
+) -> dict:
     """Title, axes and legend; an epoch axis spans the runs' planned epochs (`planned_epochs`), so
     that curves grow into it instead of the axis rescaling as epochs arrive."""
-    fig.update_layout(
-        title=_title(title),
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        hovermode="x unified",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"t": 80 if ": " in title else 50, "b": 10},
-    )
+    xaxis, yaxis = {"title": {"text": x_title}}, {"title": {"text": y_title}}
     if percent:
-        fig.update_yaxes(tickformat=".0%")
+        yaxis["tickformat"] = ".0%"
     if planned_epochs == planned_epochs and planned_epochs:  # known, not NaN
-        fig.update_xaxes(range=[0, float(planned_epochs) + 0.5])
-        _epoch_ticks(fig, planned_epochs)
-    if not fig.data:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
-        fig.update_yaxes(range=[0, 1] if percent else [0, 2.5])
-    return fig
+        xaxis.update(range=[0, float(planned_epochs) + 0.5], **_epoch_ticks(planned_epochs))
+    if empty:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
+        yaxis["range"] = [0, 1] if percent else [0, 2.5]
+    return {
+        "title": _title(title),
+        "xaxis": xaxis,
+        "yaxis": yaxis,
+        "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": -0.2},
+        "margin": {"t": 80 if ": " in title else 50, "b": 10},
+    }
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, **options) -> go.Figure:
+    """`fig` with the layout of `_layout_spec`."""
+    return fig.update_layout(_layout_spec(title, y_title, empty=not fig.data, **options))
+
+
+def _run_rows(runs: pd.DataFrame) -> list[dict]:
+    """What a curve needs of each run, as dicts (all of a run's columns took longer than its curves)."""
+    columns = [c for c in ("id", "name", "variant", "epochs", "total_steps") if c in runs]
+    return runs[columns].to_dict("records")
+
+
+def _values(column: pd.Series) -> list:
+    """A column as JSON numbers; a diverged run's NaN or infinite values as gaps (null)."""
+    return [v if math.isfinite(v) else None for v in column.astype(float).tolist()]
 
 
 def step_curves(
     steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss", labels: dict[int, str] | None = None
 ) -> go.Figure:
     """Per-step training loss or accuracy of several runs, x in epochs so runs of any size align."""
-    fig = go.Figure()
-    styles = _style(runs)
-    for _, run in runs.iterrows():
-        rows = steps[steps["run_id"] == run["id"]]
-        if rows.empty or not run.get("total_steps"):
+    return go.Figure(step_curves_spec(steps, runs, metric, labels))
+
+
+def step_curves_spec(
+    steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss", labels: dict[int, str] | None = None
+) -> dict:
+    """`step_curves` as a plain dict: Live builds it every few seconds, and plotly's objects took
+    ten times as long to build and encode."""
+    traces, styles = [], _style(runs)
+    by_run = dict(tuple(steps.groupby("run_id"))) if len(steps) else {}
+    for run in _run_rows(runs):
+        rows = by_run.get(run["id"])
+        if rows is None or not run.get("total_steps"):
             continue
         steps_per_epoch = run["total_steps"] / run["epochs"]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["global_step"] / steps_per_epoch,
-                y=rows[metric],
-                mode="lines",
-                name=(labels or {}).get(int(run["id"])) or run_label(run),
-                line={"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": _values(rows["global_step"] / steps_per_epoch),
+                "y": _values(rows[metric]),
+                "mode": "lines",
+                "name": (labels or {}).get(int(run["id"])) or run_label(run),
+                "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
+            }
         )
     title = "Training loss (per step)" if metric == "loss" else "Training accuracy (per step)"
-    return _layout(fig, title, metric, percent=metric == "accuracy", planned_epochs=_planned(runs))
+    layout = _layout_spec(
+        title, metric, percent=metric == "accuracy", planned_epochs=_planned(runs), empty=not traces
+    )
+    return {"data": traces, "layout": layout}
 
 
 def epoch_curves(
@@ -145,49 +190,61 @@ def epoch_curves(
 ) -> go.Figure:
     """Validation (solid) and training (faint dotted) curves per epoch, several runs overlaid; one
     legend entry per run (clicking it hides both of its curves)."""
-    fig = go.Figure()
-    styles = _style(runs)
-    for _, run in runs.iterrows():
-        rows = epochs[epochs["run_id"] == run["id"]]
-        if rows.empty:
+    return go.Figure(epoch_curves_spec(epochs, runs, metric, labels))
+
+
+def epoch_curves_spec(
+    epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", labels: dict[int, str] | None = None
+) -> dict:
+    """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
+    traces, styles = [], _style(runs)
+    by_run = dict(tuple(epochs.groupby("run_id"))) if len(epochs) else {}
+    for run in _run_rows(runs):
+        rows = by_run.get(run["id"])
+        if rows is None:
             continue
         color = styles[run["id"]]["color"]
         label = (labels or {}).get(int(run["id"])) or run_label(run)
-        fig.add_trace(
-            go.Scatter(
-                x=rows["epoch"],
-                y=rows[f"val_{metric}"],
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                hovertemplate=f"{label} validation: %{{y}}<extra></extra>",
-                line={"color": color, "dash": styles[run["id"]]["dash"]},
-            )
+        x = _values(rows["epoch"])
+        traces.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": _values(rows[f"val_{metric}"]),
+                "mode": "lines+markers",
+                "name": label,
+                "legendgroup": label,
+                "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
+                "line": {"color": color, "dash": styles[run["id"]]["dash"]},
+            }
         )
-        fig.add_trace(
-            go.Scatter(
-                x=rows["epoch"],
-                y=rows[f"train_{metric}"],
-                mode="lines",
-                name=f"{label} train",
-                legendgroup=label,
-                showlegend=False,
-                hovertemplate=f"{label} train: %{{y}}<extra></extra>",
-                opacity=0.5,
-                line={"color": color, "dash": "dot", "width": 1.5},
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": _values(rows[f"train_{metric}"]),
+                "mode": "lines",
+                "name": f"{label} train",
+                "legendgroup": label,
+                "showlegend": False,
+                "hovertemplate": f"{label} train: %{{y}}<extra></extra>",
+                "opacity": 0.5,
+                "line": {"color": color, "dash": "dot", "width": 1.5},
+            }
         )
         # the epoch of lowest validation loss: where early stopping would keep the weights
-        best = rows.loc[rows["val_loss"].idxmin()]
-        _star(fig, best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
-        fig.data[-1].legendgroup = label
-    return _layout(
-        fig,
+        best = rows.loc[rows["val_loss"].idxmin()] if rows["val_loss"].notna().any() else None
+        if best is not None:
+            star = _star(best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
+            traces.append({**star, "legendgroup": label})
+    layout = _layout_spec(
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
         metric,
         percent=metric == "accuracy",
         planned_epochs=_planned(runs),
+        empty=not traces,
     )
+    return {"data": traces, "layout": layout}
 
 
 def _planned(runs: pd.DataFrame):
@@ -201,18 +258,17 @@ def _translucent(hex_color: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
-def _star(fig: go.Figure, epoch, value, color: str, name: str) -> None:
+def _star(epoch, value, color: str, name: str) -> dict:
     """A star on a curve at the epoch of lowest validation loss (the bottom of the U-curve)."""
-    fig.add_trace(
-        go.Scatter(
-            x=[epoch],
-            y=[value],
-            mode="markers",
-            marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-            name=f"{name} (epoch {int(epoch)})",
-            showlegend=False,
-        )
-    )
+    return {
+        "type": "scatter",
+        "x": [float(epoch)],
+        "y": _values(pd.Series([value])),
+        "mode": "markers",
+        "marker": {"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+        "name": f"{name} (epoch {int(epoch)})",
+        "showlegend": False,
+    }
 
 
 def _band(
@@ -274,14 +330,9 @@ def mean_curves(
             )
             _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash, group=name)
         best = per_epoch[("val_loss", "mean")].idxmin()
-        _star(
-            fig,
-            best,
-            per_epoch.loc[best, (f"val_{metric}", "mean")],
-            color,
-            f"{name}: lowest mean validation loss",
-        )
-    _epoch_ticks(fig, epochs["epoch"].max() if len(epochs) else None)
+        value = per_epoch.loc[best, (f"val_{metric}", "mean")]
+        fig.add_trace(_star(best, value, color, f"{name}: lowest mean validation loss"))
+    fig.update_xaxes(_epoch_ticks(epochs["epoch"].max() if len(epochs) else None))
     several = merged.groupby(by)["run_id"].nunique().min() > 1 if len(merged) else False
     return _layout(
         fig,

@@ -213,7 +213,7 @@ def my_runs(mine: list) -> None:
 
         def curves():  # rebuilt when one of the student's runs ends an epoch, not at every refresh
             epochs = store.epoch_metrics([run.id for run in mine])
-            return ui.LiveFigure(charts.epoch_curves(epochs, runs_frame(mine)))
+            return ui.LiveFigure(charts.epoch_curves_spec(epochs, runs_frame(mine)))
 
         progress = lambda: tuple((run.id, run.status, run.epochs_completed) for run in mine)  # noqa: E731
         # redrawn in place as epochs arrive, keeping a run the student hid from the legend

@@ -1,7 +1,10 @@
 """The plotly figures carry the data they are meant to show (pure builders, fed from a real store)."""
 
+import json
+
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
 from lenet import CLASSES, analysis, artifacts, charts, tables
@@ -214,3 +217,62 @@ def test_the_public_private_scatter_has_the_students_and_the_diagonal():
         fig.layout.yaxis.range
     )
     assert list(students.text) == ["Ada", "Bob"] and list(students.y) == [0.79, 0.80]
+
+
+def _epoch_rows(run_id: int, epochs: int, val_loss=None) -> list[dict]:
+    return [
+        {
+            "run_id": run_id,
+            "epoch": e,
+            "train_accuracy": 0.6 + 0.01 * e,
+            "val_accuracy": 0.6,
+            "train_loss": 1.0 / e,
+            "val_loss": (val_loss or (lambda e: abs(e - 3) + 0.5))(e),
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def test_live_curves_are_plain_json_with_gaps_where_a_run_diverged():
+    """Live's dict figures: the same chart as the plotly one, JSON without NaN (a browser's
+    JSON.parse refuses it), a diverged epoch drawn as a gap."""
+    runs = pd.DataFrame([{"id": 1, "name": "nan", "variant": "baseline", "epochs": 5, "total_steps": 10}])
+    epochs = pd.DataFrame(_epoch_rows(1, 3, val_loss=lambda e: float("nan") if e == 3 else 1.0 / e))
+    spec = charts.epoch_curves_spec(epochs, runs, "loss")
+    encoded = json.dumps(spec, allow_nan=False)
+    validation = spec["data"][0]
+    assert validation["y"] == [1.0, 0.5, None] and "NaN" not in encoded
+    assert charts.epoch_curves(epochs, runs, "loss").to_plotly_json()["data"][0]["y"] == [1.0, 0.5, None]
+    steps = pd.DataFrame({"run_id": [1, 1], "global_step": [5, 10], "loss": [2.0, float("inf")]})
+    assert charts.step_curves_spec(steps, runs, "loss")["data"][0]["y"] == [2.0, None]
+
+
+def test_projector_layout_is_the_same_for_a_plotly_figure_and_a_dict():
+    runs = pd.DataFrame([{"id": 1, "name": "r", "variant": "baseline", "epochs": 5}])
+    spec = charts.epoch_curves_spec(pd.DataFrame(_epoch_rows(1, 3)), runs)
+    as_dict = charts.for_projector(spec)["layout"]
+    as_figure = charts.for_projector(go.Figure(spec)).to_plotly_json()["layout"]
+    as_figure.pop("template")  # plotly's default look, which the dict leaves to the browser
+    assert as_dict == as_figure
+    assert as_dict["legend"] == {"orientation": "h", "y": -0.28, "font": {"size": 18}}
+    assert as_dict["margin"]["t"] == 80 + 30 and as_dict["height"] == 560  # room for the larger text
+    assert spec["layout"]["margin"]["t"] == 80  # the laptop's figure is left as it was
+
+
+def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():
+    runs = pd.DataFrame(
+        [
+            {"id": 1, "variant": "baseline", "weight_decay": 0.0, "seed": 0},
+            {"id": 2, "variant": "l2", "weight_decay": 0.01, "seed": 0},
+            {"id": 3, "variant": "l2", "weight_decay": 0.003, "seed": 1},
+            {"id": 4, "variant": "baseline", "weight_decay": 0.0, "seed": 2},
+        ]
+    )
+    labels = charts.short_labels(runs)
+    l2 = charts.variant_title("l2")
+    assert labels == {
+        1: "Baseline, seed 0",
+        2: f"{l2}, wd 0.01, seed 0",
+        3: f"{l2}, wd 0.003, seed 1",
+        4: "Baseline, seed 2",
+    }

@@ -26,7 +26,6 @@ from lenet import charts
 from lenet.records import Run, RunStatus, runs_frame
 from lenet.tables import percent
 
-from .live_charts import LiveFigure
 from .loaders import workspace
 from .shared import CHART_REFRESH_S, SHARED_VIEW_MAX_AGE_S, read_runs, runs_now, shared_view
 from .widgets import run_state
@@ -80,17 +79,14 @@ def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Chart
     def build() -> Charts:
         labels = charts.short_labels(shown) if presenting else None
         ids = shown["id"].tolist()
+        store = workspace().store
         if kind == "epochs":
-            epochs = workspace().store.epoch_metrics(ids)
-            figures = [charts.epoch_curves(epochs, shown, metric, labels) for metric in ("accuracy", "loss")]
+            epochs = store.epoch_metrics(ids)
+            figures = [charts.epoch_curves_spec(epochs, shown, m, labels) for m in ("accuracy", "loss")]
         else:
-            steps = workspace().store.step_metrics(ids)
-            figures = [charts.step_curves(steps, shown, metric, labels) for metric in ("loss", "accuracy")]
-        encoded = (
-            "["
-            + ",".join(LiveFigure(charts.for_projector(f) if presenting else f).json for f in figures)
-            + "]"
-        )
+            steps = store.step_metrics(ids)
+            figures = [charts.step_curves_spec(steps, shown, m, labels) for m in ("loss", "accuracy")]
+        encoded = json.dumps([charts.for_projector(f) if presenting else f for f in figures], allow_nan=False)
         return Charts(hashlib.sha1(encoded.encode()).hexdigest()[:16], encoded)
 
     return shared_view(

@@ -157,14 +157,16 @@ def install_plotly_js() -> None:
 
 
 class LiveFigure:
-    """A finished figure as the live chart draws it, serialized once however many sessions draw
-    it (plotly's own encoder: numpy arrays travel as compact typed arrays)."""
+    """A finished figure as the live chart draws it, built once however many sessions draw it: a
+    plotly figure (its template left to the browser), or a plain dict one (`charts.*_spec`)."""
 
-    def __init__(self, figure: go.Figure):
-        frozen = json.loads(pio.to_json(figure, validate=False))
-        frozen["layout"].pop("template", None)  # the browser draws it in Streamlit's look instead
+    def __init__(self, figure: go.Figure | dict):
+        if isinstance(figure, dict):
+            frozen = figure
+        else:
+            frozen = json.loads(pio.to_json(figure, validate=False))
+            frozen["layout"].pop("template", None)  # the browser draws it in Streamlit's look instead
         self.data = {"figure": frozen}
-        self.json = json.dumps(frozen)  # as the feed sends it (ui/feed.py)
 
 
 def live_chart(figure: LiveFigure, key: str, where=None) -> None:
