@@ -27,7 +27,7 @@ from .config import (  # noqa: F401 (re-exported: the training API)
     TrainConfig,
     check_train_limit,
 )
-from .models import create_model
+from .models import LeNet5, create_model
 from .variants import get_variant
 
 
@@ -95,22 +95,23 @@ EVAL_BATCH = 250
 
 
 @torch.inference_mode()
-def _predict_split(model: nn.Module, split: data.Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict_split(model: LeNet5, split: data.Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed cross-entropy, predicted class per image) over the whole split, in eval mode."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    predict = model.folded() if device.type == "cpu" else model  # folded once for the whole split
     loss_sum = torch.zeros((), device=device)
     preds = []
     for images, labels in data.iterate_batches(split.to(device), batch_size):
-        logits = model(images)
+        logits = predict(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         preds.append(logits.argmax(dim=1))
     model.train(was_training)
     return loss_sum, torch.cat(preds)
 
 
-def validate(model: nn.Module, split: data.Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+def validate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole split: what every epoch reports."""
     # Imported here: torchmetrics loads torchvision and all its image metrics (~2 s), which processes
     # that only read or queue runs (the store, `lenet runs`, the dashboard's first paint) never need.
@@ -122,7 +123,7 @@ def validate(model: nn.Module, split: data.Split, batch_size: int = EVAL_BATCH) 
     return loss_sum.item() / len(split), accuracy.item()
 
 
-def evaluate(model: nn.Module, split: data.Split, batch_size: int = EVAL_BATCH) -> EvalMetrics:
+def evaluate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> EvalMetrics:
     """Loss, accuracy, per-class accuracy and confusion matrix over the whole split."""
     from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 

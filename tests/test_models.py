@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from lenet.models import (
+    Tanh,
     UnknownVariantError,
     create_model,
     get_variant,
@@ -156,23 +157,53 @@ def test_a_layout_of_no_variant_is_not_inferred():
     assert infer_architecture(keys | {"classifier.9.weight"}) is None
 
 
-@pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("training", [True, False])
-def test_inference_on_blocks_is_the_plain_layers_function(name, training):
-    """Without gradients LeNet5.forward computes conv1 on 2x2 blocks; it must stay the notebook's
-    function: the same outputs and batch-norm statistics as `classifier(feature(x))`, to float tolerance."""
+def _trained_like(name: str) -> torch.nn.Module:
+    """A model with weights and batch-norm statistics of a trained one's size (tanh saturating)."""
     torch.manual_seed(0)
-    fast, plain = create_model(name).train(training), create_model(name).train(training)
-    plain.load_state_dict(fast.state_dict())
-    images = torch.randn(32, 1, 28, 28)
+    model = create_model(name)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.3, 3.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_eval_inference_is_the_plain_layers_function(name):
+    """Without gradients an eval-mode LeNet5 computes `FoldedLeNet5`. It must stay the notebook's
+    function: as close to the exact (float64) outputs as the plain layers' own float32 are."""
+    model = _trained_like(name)
+    exact = create_model(name).double().eval()
+    exact.load_state_dict(model.state_dict())
+    images = torch.randn(64, 1, 28, 28)
+    with torch.no_grad():
+        fast = model(images).double()
+        plain = model.classifier(model.feature(images)).double()
+        truth = exact.classifier(exact.feature(images.double()))
+    plain_error = (plain - truth).abs().max().item()
+    assert 0 < plain_error < 1e-5
+    assert (fast - truth).abs().max().item() <= 2 * plain_error
+    assert torch.equal(fast.argmax(1), plain.argmax(1))
+
+
+@pytest.mark.parametrize("name", ["baseline", "batch_norm"])
+def test_training_mode_without_gradients_is_the_plain_layers(name):
+    """Batch norm in training mode normalizes by the batch and updates its statistics: no folding."""
+    torch.manual_seed(0)
+    model = _trained_like(name).train()
+    reference = _trained_like(name).train()
+    images = torch.randn(16, 1, 28, 28)
     with torch.no_grad():
         torch.manual_seed(1)  # the same dropout mask for both
-        fast_out = fast(images)
+        out = model(images)
         torch.manual_seed(1)
-        plain_out = plain.classifier(plain.feature(images))
-    torch.testing.assert_close(fast_out, plain_out, rtol=1e-5, atol=1e-6)
-    for key, value in plain.state_dict().items():  # running statistics, batches tracked
-        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+        expected = reference.classifier(reference.feature(images))
+    assert torch.equal(out, expected)
+    for key, value in reference.state_dict().items():  # running statistics, batches tracked
+        assert torch.equal(model.state_dict()[key], value)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -181,3 +212,14 @@ def test_with_gradients_forward_is_the_plain_layers(name):
     model = create_model(name).eval()
     images = torch.randn(4, 1, 28, 28, requires_grad=True)
     assert torch.equal(model(images), model.classifier(model.feature(images)))
+
+
+def test_the_networks_tanh_is_torch_tanh_with_its_gradient():
+    x = torch.linspace(-12, 12, 100_001, dtype=torch.float64).float().requires_grad_()
+    ours = Tanh()(x)
+    torch.testing.assert_close(ours, torch.tanh(x), rtol=0, atol=2.5e-7)  # float32 at 1: 1.2e-7 apart
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    torch.testing.assert_close(grad, 1 - ours.detach() ** 2)  # tanh's derivative, from its output
+    assert all(
+        isinstance(m, Tanh) for m in create_model("batch_norm").modules() if isinstance(m, torch.nn.Tanh)
+    )
