@@ -10,17 +10,22 @@ presenting = ui.presenting()
 if not presenting:
     st.caption("Runs train in a background process: closing or refreshing this tab loses nothing.")
 
-# the newest launch, unless the URL names another; None: every run
-experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True)
-# What this rerun draws stays as drawn until a run starts or ends, a stop is asked for or the queue
-# changes (then the watcher reruns the page); meanwhile the bars and the charts follow the feed by
-# themselves, without a rerun (see ui/feed.py).
+# the newest launch, unless the URL names another; None: every run. How many of its runs have
+# ended is said by the runs' part below, which follows them.
+experiment_id = ui.choose_experiment(ui.workspace().store, every_run_option=True, progress=False)
+# What this rerun draws stays as drawn until training starts or ends (then a watcher reruns the
+# page) or a run starts or ends, a stop is asked for or the queue changes (then another reruns the
+# runs' part); meanwhile the bars and the charts follow the feed by themselves (see ui/feed.py).
 now = feed.on_screen(experiment_id)
-runs, active = now.runs, now.active
+runs = now.runs
 ui.watch_live(experiment_id, now)
 
 
+@st.fragment
 def progress_bars() -> None:
+    now = feed.on_screen(experiment_id)  # anew when only this part reruns
+    runs, active = now.runs, now.active
+    ui.watch_live(experiment_id, now, part="runs")
     if (message := feed.message(runs, active, experiment_id)) is not None:
         st.info(message)
     if not runs:
@@ -41,8 +46,8 @@ def progress_bars() -> None:
             )
     # the queue on one line: an empty bar per waiting run was a dozen elements redrawn every second
     queued = [f"**{run.name}**" for run in active if run.status != RunStatus.RUNNING]
-    if queued:
-        st.caption(f"Queued, in training order: {', '.join(queued)}")
+    ended = f"{len(runs) - len(active)} of {len(runs)} runs ended."
+    st.caption(f"{ended} Queued, in training order: {', '.join(queued)}" if queued else ended)
 
 
 if presenting:  # the chart that shows overfitting first, above the fold; the details below

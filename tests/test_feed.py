@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 import ui
 from lenet.config import EpochMetrics
+from lenet.records import RunStatus
 from lenet.train import TrainConfig
 from ui import feed
 from ui.shared import _shared_views
@@ -63,22 +64,32 @@ def test_the_feed_sends_each_running_runs_bar_and_a_chart_only_when_it_changed(s
     assert str(waiting) not in live()["bars"]
 
 
-def test_the_page_reruns_when_a_run_starts_or_stops_or_the_queue_changes_and_not_at_each_step(store):
-    def key():
+def test_lives_runs_part_reruns_as_runs_start_stop_and_end_and_the_page_only_as_training_does(store):
+    def keys():
         fresh()
-        return feed.page_key(feed.on_screen(None))
+        now = feed.on_screen(None)
+        return feed.page_key(now), feed.runs_key(now)
 
+    nothing = keys()
     first = store.enqueue(TrainConfig.for_variant("baseline", epochs=3))
-    queued = key()
+    queued = keys()
     store.claim_next(os.getpid())
-    started = key()
+    started = keys()
     store.record_epoch(first, _epoch(1))
     store.heartbeat(first)
-    assert key() == started  # progress alone: the feed draws it
+    assert keys() == started  # progress alone: the feed draws it
     store.request_stop(first)
-    stopping = key()
-    store.enqueue(TrainConfig.for_variant("dropout", epochs=3))
-    assert len({queued, started, stopping, key()}) == 4
+    stopping = keys()
+    second = store.enqueue(TrainConfig.for_variant("dropout", epochs=3))
+    more = keys()
+    store.finish(first, status=RunStatus.STOPPED)
+    store.claim_next(os.getpid())
+    next_one = keys()
+    assert len({runs for _, runs in (nothing, queued, started, stopping, more, next_one)}) == 6
+    # the whole page only when there are runs at all, or when training starts or ends
+    assert nothing[0] != queued[0] == started[0] == stopping[0] == more[0] == next_one[0]
+    store.finish(second, status=RunStatus.FINISHED)
+    assert keys()[0] != next_one[0]
 
 
 def test_the_sidebar_says_what_trains_now(store):
@@ -116,7 +127,7 @@ def test_the_routes_answer_any_query_with_what_live_shows_and_nothing_else(store
     fresh()
     before = store.revision()
     state = _get(feed.ROUTES[0].endpoint, query)
-    assert set(state) == {"training", "page", "bars", "charts"}
+    assert set(state) == {"training", "page", "runs", "bars", "charts"}
     assert set(state["charts"]) <= {"epochs", "steps"}
     assert list(state["bars"]) in ([str(run_id)], [])  # another experiment's page shows none of it
     assert _get(feed.ROUTES[1].endpoint, query)["summary"] == "1 training, 0 queued"
@@ -131,4 +142,4 @@ def test_lives_view_is_read_from_the_store_not_from_an_older_shared_view(store):
     run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=3))
     now = feed.on_screen(None)
     assert [run.id for run in now.runs] == [run_id]
-    assert json.loads(feed.page_key(now))[-1] == [run_id]
+    assert json.loads(feed.runs_key(now))[1] == [run_id]  # queued

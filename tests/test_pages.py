@@ -282,9 +282,10 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     shown = bar_texts(app)
     assert "baseline-s0" in shown and "epoch 1/1" in shown
     assert len(feed_parts(app, "bar")) == 1  # the waiting runs are one line, in training order
-    queue = [c.value for c in app.caption if c.value.startswith("Queued, in training order: ")]
+    queue = [c.value for c in app.caption if "Queued, in training order: " in c.value]
     assert queue == [
-        "Queued, in training order: " + ", ".join(f"**{store.get_run(i).name}**" for i in ids[1:])
+        f"0 of {len(ids)} runs ended. Queued, in training order: "
+        + ", ".join(f"**{store.get_run(i).name}**" for i in ids[1:])
     ]
 
 

@@ -1,8 +1,9 @@
 """The elements that follow training by polling the feed (ui/feed.py): Live's progress bars and
 charts, and the sidebar's summary. One element definition, several roles, one poll per feed and
 page: every element on a page subscribes to the same poller, which fetches the feed at the page's
-pace and hands each element its part. When what the Streamlit part of Live shows changes (a run
-starts or ends, a Stop was asked for), the watcher element reruns the page once."""
+pace and hands each element its part. When what the Streamlit part of Live shows changes, a watcher
+element reruns it once: the runs' part (a fragment) when a run starts or ends or a Stop was asked
+for, the whole page when training starts or ends."""
 
 from __future__ import annotations
 
@@ -87,15 +88,17 @@ function drawBar(element, row, text = `<strong>${escape(row.name)}</strong> · $
 // Each role draws its part of the page and takes the feed's updates; `refresh` takes the data of a
 // rerun of the page, keeping what is on screen (a chart is redrawn in place, never replaced).
 const ROLES = {
-  // Live's watcher: reruns the page when what Streamlit drew of it is out of date
+  // Live's watchers: rerun the page, or the fragment of it that holds the watcher, when what
+  // Streamlit drew there is out of date (the feed's key `data.watches` differs from `data.drawn`)
   watch(element, data, setTriggerValue) {
     let asked = null;  // when this tab last asked for a rerun; again if none came within 3 s
     return {
       refresh(next) { data = next; asked = null; },
       update(state, now) {
-        if (state.page !== data.page && (asked === null || now - asked > 3000)) {
+        const key = state[data.watches];
+        if (key !== data.drawn && (asked === null || now - asked > 3000)) {
           asked = now;
-          setTriggerValue("changed", `${state.page} ${now}`);
+          setTriggerValue("changed", `${key} ${now}`);
         }
       },
     };
@@ -226,15 +229,18 @@ def _mount(role: str, key: str, where=None, **data) -> None:
         _element(data=data, key=key, on_changed_change=lambda: None)
 
 
-def watch_live(experiment_id: int | None, now: feed.OnScreen) -> None:
-    """Rerun Live when a run starts, ends or is asked to stop, or the queue changes."""
+def watch_live(experiment_id: int | None, now: feed.OnScreen, part: str = "page") -> None:
+    """Rerun Live when a run starts, ends or is asked to stop, or the queue changes: the whole page
+    (`part` "page") when whether anything trains or has run changes, or else the fragment this is
+    called in (`part` "runs": its bars, Stop buttons and queue)."""
     _mount(
         "watch",
-        "feed_watch",
+        f"feed_watch_{part}",
         path=feed.LIVE_PATH,
         query=_live_query(experiment_id),
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
-        page=feed.page_key(now),  # what this rerun draws
+        watches=part,
+        drawn=(feed.page_key if part == "page" else feed.runs_key)(now),  # what this rerun draws
     )
 
 

@@ -44,8 +44,9 @@ def run_state(run: Run) -> str:
     return "stopping after this batch" if run.stop_requested else f"ETA {duration(run.eta_s)}"
 
 
-def choose_experiment(store, every_run_option: bool = False) -> int | None:
-    """A selector of experiments, newest first, kept in the URL (?experiment=ID).
+def choose_experiment(store, every_run_option: bool = False, progress: bool = True) -> int | None:
+    """A selector of experiments, newest first, kept in the URL (?experiment=ID), each labelled
+    with how many of its runs finished (`progress`), or else with how many it has.
 
     It opens on the newest launch: the newest experiment, or "every run" (None, where offered) when
     the newest run was launched on its own. None when there are no experiments.
@@ -53,7 +54,8 @@ def choose_experiment(store, every_run_option: bool = False) -> int | None:
     found = store.list_experiments()
     if not found:
         return None
-    labels = {e.id: f"#{e.id} {e.name} ({e.finished}/{e.runs} finished)" for e in found}
+    count = (lambda e: f"{e.finished}/{e.runs} finished") if progress else (lambda e: f"{e.runs} runs")
+    labels = {e.id: f"#{e.id} {e.name} ({count(e)})" for e in found}
     if every_run_option:
         labels = {0: "Every run, newest first", **labels}
     ids = list(labels)
