@@ -84,7 +84,7 @@ function draw(chart, figure) {
 // A chart out of sight (scrolled off, or its tab in the background) is redrawn when it comes
 // into sight, with its latest figure: the per-step charts below the fold cost nothing meanwhile.
 // In sight means a quarter of it on screen: the projector shows only the titles of the per-step
-// charts under the fold, and redrawing those was a quarter of its redraws in the quick demo.
+// charts under the fold, and redrawing those was a fifth of its redraws in the quick demo.
 const IN_SIGHT = 0.25;
 const inView = new WeakSet();
 const waiting = new Map();  // chart -> the figure it has not drawn yet
