@@ -46,7 +46,7 @@ def progress_bars() -> None:
             )
     # the queue on one line: an empty bar per waiting run was a dozen elements redrawn every second
     queued = [f"**{run.name}**" for run in active if run.status != RunStatus.RUNNING]
-    ended = f"{len(runs) - len(active)} of {len(runs)} runs ended."
+    ended = f"{now.ended} of {len(runs)} runs ended."
     st.caption(f"{ended} Queued, in training order: {', '.join(queued)}" if queued else ended)
 
 

@@ -43,6 +43,11 @@ class OnScreen(NamedTuple):
     training: bool  # whether anything trains, in this experiment or not
     newest_experiment: int  # 0 before the first
 
+    @property
+    def ended(self) -> int:
+        """How many of the runs have ended (finished, failed, stopped...)."""
+        return len(self.runs) - len(self.active)
+
 
 def on_screen(experiment_id: int | None) -> OnScreen:
     """Live's runs: an experiment's (whole), or every run's (the active and the recent ones)."""
@@ -135,7 +140,10 @@ def runs_key(now: OnScreen) -> str:
     whole page in every watching tab."""
     running = [(run.id, run.stop_requested) for run in now.active if run.status == RunStatus.RUNNING]
     queued = [run.id for run in now.active if run.status != RunStatus.RUNNING]
-    return json.dumps([running, queued, len(now.runs) - len(now.active)])
+    return json.dumps([running, queued, now.ended])
+
+
+WATCHED_KEYS = {"page": page_key, "runs": runs_key}  # a watcher of each reruns what its key covers
 
 
 def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]) -> str:
@@ -145,8 +153,7 @@ def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]
     now = on_screen(experiment_id)
     state = {
         "training": now.training,
-        "page": page_key(now),
-        "runs": runs_key(now),
+        **{part: key(now) for part, key in WATCHED_KEYS.items()},
         "bars": {run.id: progress_row(run) for run in now.active if run.status == RunStatus.RUNNING},
     }
     updates = []

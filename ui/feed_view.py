@@ -240,7 +240,7 @@ def watch_live(experiment_id: int | None, now: feed.OnScreen, part: str = "page"
         query=_live_query(experiment_id),
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
         watches=part,
-        drawn=(feed.page_key if part == "page" else feed.runs_key)(now),  # what this rerun draws
+        drawn=feed.WATCHED_KEYS[part](now),  # what this rerun draws
     )
 
 

@@ -96,6 +96,7 @@ const drawWaiting = () => {
 };
 const sight = new IntersectionObserver((entries) => {
   for (const entry of entries) {
+    // at the threshold itself the ratio may come out a hair under it
     entry.intersectionRatio >= IN_SIGHT - 0.001 ? inView.add(entry.target) : inView.delete(entry.target);
   }
   drawWaiting();
