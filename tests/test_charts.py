@@ -29,6 +29,16 @@ def test_step_curves_plot_every_logged_step_in_epoch_units(runs):
         assert trace.line.color == charts.variant_color(run["variant"])
 
 
+def test_live_curves_draw_only_traces_of_the_live_charts_plotly_bundle(runs):
+    from ui.live_charts import TRACE_TYPES
+
+    store, runs = runs
+    ids = runs["id"].tolist()
+    figures = [charts.epoch_curves_spec(store.epoch_metrics(ids), runs, m) for m in ("accuracy", "loss")]
+    figures += [charts.step_curves_spec(store.step_metrics(ids), runs, m) for m in ("loss", "accuracy")]
+    assert {trace["type"] for figure in figures for trace in figure["data"]} <= set(TRACE_TYPES)
+
+
 def test_epoch_curves_and_gap_panels(runs):
     store, runs = runs
     epochs = store.epoch_metrics(runs["id"].tolist())

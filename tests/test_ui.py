@@ -117,20 +117,28 @@ def test_the_sandbox_imports_torch_once_it_needs_a_model(tmp_path):
     assert _imports_torch(("pages/sandbox.py",), tmp_path)
 
 
-def test_plotly_js_is_put_in_the_static_folder_once_and_again_after_an_upgrade(tmp_path, monkeypatch):
-    from ui import live_charts
+def test_the_live_charts_plotly_js_is_the_plotly_packages_own_version():
+    """The committed basic bundle must match the plotly package that builds the figures: after an
+    upgrade of plotly, replace it (README, "Watching")."""
+    import re
 
-    monkeypatch.setattr(live_charts, "STATIC_DIR", tmp_path / "static")
-    live_charts.install_plotly_js()
-    served = tmp_path / "static" / "plotly.min.js"
-    assert served.read_bytes() == live_charts.PLOTLY_JS.read_bytes()
-    copied_at = served.stat().st_mtime_ns
-    live_charts.install_plotly_js()
-    assert served.stat().st_mtime_ns == copied_at  # already there: not copied again
-    served.write_text("plotly.js of an older plotly")
-    live_charts.install_plotly_js()
-    assert served.read_bytes() == live_charts.PLOTLY_JS.read_bytes()
-    assert [p.name for p in served.parent.iterdir()] == ["plotly.min.js"]  # no temporary left
+    import plotly
+
+    from ui.live_charts import PLOTLY_JS
+
+    full = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    version = re.compile(r"plotly\.js (?:\(basic - minified\) )?v(\d+\.\d+\.\d+)")
+    assert version.search(PLOTLY_JS.read_text()[:300])[1] == version.search(full.read_text()[:300])[1]
+    assert (PLOTLY_JS.parent / "plotly-basic.LICENSE").read_text().startswith("MIT License")
+
+
+def test_a_live_figure_of_a_trace_the_bundle_lacks_is_refused():
+    import plotly.graph_objects as go
+
+    from ui.live_charts import LiveFigure
+
+    with pytest.raises(ValueError, match="heatmap"):
+        LiveFigure(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
 
 
 def test_a_live_figure_is_json_without_plotlys_template():
