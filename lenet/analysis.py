@@ -33,15 +33,21 @@ def probabilities(model: nn.Module, split: Split, batch_size: int = 1000) -> tor
 
 def mistakes(model: nn.Module, split: Split, limit: int = 24, true_class: int | None = None) -> list[Mistake]:
     """The most confidently wrong predictions first: those are the instructive ones."""
-    probs = probabilities(model, split)
+    return confident_mistakes(probabilities(model, split), split.labels, limit, true_class)
+
+
+def confident_mistakes(
+    probs: torch.Tensor, labels: torch.Tensor, limit: int = 24, true_class: int | None = None
+) -> list[Mistake]:
+    """`mistakes` from a split's (N, 10) class probabilities, already computed."""
     confidence, predicted = probs.max(dim=1)
-    wrong = predicted != split.labels
+    wrong = predicted != labels
     if true_class is not None:
-        wrong &= split.labels == true_class
+        wrong &= labels == true_class
     indices = wrong.nonzero().flatten()
     order = indices[confidence[indices].argsort(descending=True)][:limit]
     return [
-        Mistake(int(i), CLASSES[int(split.labels[i])], CLASSES[int(predicted[i])], float(confidence[i]))
+        Mistake(int(i), CLASSES[int(labels[i])], CLASSES[int(predicted[i])], float(confidence[i]))
         for i in order
     ]
 

@@ -20,7 +20,7 @@ from importlib.metadata import version
 
 import torch
 
-from . import __version__, analysis, artifacts, data, rounds
+from . import __version__, artifacts, data, rounds
 from .models import get_variant
 from .records import Round, Run
 from .store import HEARTBEAT_INTERVAL_S, Store
@@ -116,7 +116,7 @@ def build_metadata(
         "confusion_matrix": test.confusion_matrix if test else None,
         # what Results shows of a run, computed once here rather than when a page first opens it
         "mirrored_test_accuracy": evaluate(result.model, splits.test.mirrored()).accuracy if test else None,
-        "mistakes": [asdict(m) for m in analysis.mistakes(result.model, splits.test)] if test else None,
+        "mistakes": [asdict(m) for m in test.mistakes] if test else None,
         "train_seconds": result.seconds,
         "device": result.device,
         "trained_on": trained_on,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data
+from . import analysis, data
 from .config import (  # noqa: F401 (re-exported: the training API)
     DIVERGED_LOSS,
     MAX_STEP_POINTS,
@@ -58,6 +58,7 @@ class EvalMetrics:
     accuracy: float
     per_class_accuracy: list[float]
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
+    mistakes: list[analysis.Mistake]  # the most confident first (analysis.mistakes)
 
 
 @dataclass
@@ -96,19 +97,19 @@ EVAL_BATCH = 250
 
 @torch.inference_mode()
 def _predict_split(model: LeNet5, split: data.Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy, predicted class per image) over the whole split, in eval mode."""
+    """(summed cross-entropy, logits (N, 10)) over the whole split, in eval mode."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     predict = model.folded() if device.type == "cpu" else model  # folded once for the whole split
     loss_sum = torch.zeros((), device=device)
-    preds = []
+    outputs = []
     for images, labels in data.iterate_batches(split.to(device), batch_size):
         logits = predict(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        preds.append(logits.argmax(dim=1))
+        outputs.append(logits)
     model.train(was_training)
-    return loss_sum, torch.cat(preds)
+    return loss_sum, torch.cat(outputs)
 
 
 def validate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
@@ -117,24 +118,26 @@ def validate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> 
     # that only read or queue runs (the store, `lenet runs`, the dashboard's first paint) never need.
     from torchmetrics.functional.classification import multiclass_accuracy
 
-    loss_sum, preds = _predict_split(model, split, batch_size)
-    labels = split.labels.to(preds.device)
+    loss_sum, logits = _predict_split(model, split, batch_size)
+    labels, preds = split.labels.to(logits.device), logits.argmax(dim=1)
     accuracy = multiclass_accuracy(preds, labels, num_classes=data.NUM_CLASSES, average="micro")
     return loss_sum.item() / len(split), accuracy.item()
 
 
 def evaluate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> EvalMetrics:
-    """Loss, accuracy, per-class accuracy and confusion matrix over the whole split."""
+    """Loss, accuracy, per-class accuracy, confusion matrix and most confident mistakes over the
+    whole split, from one pass over it."""
     from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
-    loss_sum, preds = _predict_split(model, split, batch_size)
-    labels = split.labels.to(preds.device)
+    loss_sum, logits = _predict_split(model, split, batch_size)
+    labels, preds = split.labels.to(logits.device), logits.argmax(dim=1)
     scores = {"num_classes": data.NUM_CLASSES}
     return EvalMetrics(
         loss=loss_sum.item() / len(split),
         accuracy=multiclass_accuracy(preds, labels, average="micro", **scores).item(),
         per_class_accuracy=multiclass_accuracy(preds, labels, average=None, **scores).tolist(),
         confusion_matrix=multiclass_confusion_matrix(preds, labels, **scores).tolist(),
+        mistakes=analysis.confident_mistakes(logits.softmax(dim=1).cpu(), labels.cpu()),
     )
 
 

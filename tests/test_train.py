@@ -3,12 +3,13 @@ import math
 import pytest
 import torch
 
-from lenet import data
+from lenet import analysis, data
 from lenet.models import UnknownVariantError
 from lenet.train import (
     MAX_STEP_POINTS,
     ConfigError,
     TrainConfig,
+    build_model,
     default_log_interval,
     evaluate,
     make_run_splits,
@@ -53,6 +54,12 @@ def test_unknown_variant_in_config():
 def test_train_limit_larger_than_the_data(idx_dir):
     with pytest.raises(ConfigError, match="exceeds the 540 training images"):
         make_run_splits(TrainConfig(train_limit=10_000), data.load_raw(idx_dir))
+
+
+def test_an_evaluation_finds_the_same_mistakes_as_a_pass_of_their_own(small_splits):
+    model = build_model(TrainConfig()).eval()  # untrained: wrong about most images
+    found = evaluate(model, small_splits.test).mistakes
+    assert len(found) == 24 and found == analysis.mistakes(model, small_splits.test)
 
 
 def test_training_learns_and_reports_progress(small_splits):
