@@ -25,7 +25,7 @@ ray: $(READY)  ## install Ray (requirements-ray.txt), to train on a cluster: REA
 
 bench: $(READY)  ## throughput (images/s, GFLOP/s vs sgemm), the quick demo headless and watched by 2 Chromium tabs
 	$(PY) -m lenet bench --pool
-	$(PY) -m benchmarks.watching
+	$(PY) -m benchmarks.watching --rounds 3  # medians: one round alone varies by 10% on a shared machine
 
 bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the server and training (~6 min)
 	$(PY) -m benchmarks.viewers

@@ -257,6 +257,23 @@ def test_live_curves_are_plain_json_with_gaps_where_a_run_diverged():
     assert charts.step_curves_spec(steps, runs, "loss")["data"][0]["y"] == [2.0, None]
 
 
+def test_epochs_are_marked_on_short_runs_and_a_long_runs_curve_keeps_its_look_as_it_grows():
+    runs = pd.DataFrame(
+        [
+            {"id": 1, "name": "full data", "variant": "baseline", "epochs": 12},
+            {"id": 2, "name": "quick demo", "variant": "dropout", "epochs": 40},
+        ]
+    )
+    for done in (3, 12):
+        epochs = pd.DataFrame(_epoch_rows(1, done) + _epoch_rows(2, done))
+        traces = charts.epoch_curves_spec(epochs, runs)["data"]
+        validation = [t for t in traces if "validation:" in t.get("hovertemplate", "")]
+        assert [t["mode"] for t in validation] == ["lines+markers", "lines"]
+    seeds = pd.DataFrame(_epoch_rows(1, 40) + _epoch_rows(2, 40))
+    mean = charts.mean_curves(seeds, runs.assign(variant="dropout"))
+    assert {t.mode for t in mean.data if t.mode != "markers" and t.fill is None} == {"lines"}
+
+
 def test_projector_layout_is_the_same_for_a_plotly_figure_and_a_dict():
     runs = pd.DataFrame([{"id": 1, "name": "r", "variant": "baseline", "epochs": 5}])
     spec = charts.epoch_curves_spec(pd.DataFrame(_epoch_rows(1, 3)), runs)
