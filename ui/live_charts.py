@@ -39,7 +39,7 @@ function loadPlotly() {
   plotly ??= new Promise((resolve, reject) => {
     if (window.Plotly) return resolve(window.Plotly);
     const script = document.createElement("script");
-    script.src = new URL("app/static/plotly-basic.min.js", document.baseURI).href;
+    script.src = new URL("app/static/PLOTLY_JS", document.baseURI).href;
     script.onload = () => resolve(window.Plotly);
     script.onerror = () => {
       plotly = undefined;  // the next update tries again
@@ -128,7 +128,7 @@ function forget(chart) {
   waiting.delete(chart);
   window.Plotly?.purge(chart);
 }
-"""
+""".replace("PLOTLY_JS", PLOTLY_JS.name)
 
 _component = st.components.v2.component(
     "lenet_live_chart",
