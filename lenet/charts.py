@@ -348,13 +348,14 @@ def mean_curves(
         seeds = rows["run_id"].nunique()
         color = variant_color(key) if by == "variant" else shade
         name = variant_title(key) if by == "variant" else f"{KNOBS[by].short} {key:g}"
+        mode = _epoch_mode(len(per_epoch))
         for split, dash in (("val", "solid"), ("train", "dot")):
             column = per_epoch[f"{split}_{metric}"]
             label = f"{name} {'validation' if split == 'val' else 'train'}" + (
                 f" (mean of {seeds})" if seeds > 1 else ""
             )
-            mode = _epoch_mode(len(per_epoch))
-            _band(fig, per_epoch.index, column["mean"], column["std"], color, label, dash, name, mode)
+            mean, std = column["mean"], column["std"]
+            _band(fig, per_epoch.index, mean, std, color, label, dash, group=name, mode=mode)
         best = per_epoch[("val_loss", "mean")].idxmin()
         value = per_epoch.loc[best, (f"val_{metric}", "mean")]
         fig.add_trace(_star(best, value, color, f"{name}: lowest mean validation loss"))
