@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lenet.models import (
     Tanh,
@@ -206,12 +207,37 @@ def test_training_mode_without_gradients_is_the_plain_layers(name):
         assert torch.equal(model.state_dict()[key], value)
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", list_models())
-def test_with_gradients_forward_is_the_plain_layers(name):
+def test_with_gradients_forward_is_the_plain_layers_function_with_their_gradients(name, training):
+    """With gradients (training, attributions) LeNet5 computes conv1 on 2x2 blocks; it must stay the
+    notebook's function: the same outputs, and the same gradients for the images and every weight,
+    to float tolerance. Batch norm keeps the plain layers exactly."""
     torch.manual_seed(0)
-    model = create_model(name).eval()
-    images = torch.randn(4, 1, 28, 28, requires_grad=True)
-    assert torch.equal(model(images), model.classifier(model.feature(images)))
+    model = _trained_like(name).train(training)
+    images = torch.randn(32, 1, 28, 28, requires_grad=True)
+    labels = torch.arange(32) % 10
+    torch.manual_seed(1)  # the same dropout mask for both
+    fast_loss = F.cross_entropy(model(images), labels)
+    torch.manual_seed(1)
+    plain_loss = F.cross_entropy(model.classifier(model.feature(images)), labels)
+    if name == "batch_norm":
+        assert torch.equal(fast_loss, plain_loss)
+    torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-6, atol=1e-6)
+    fast_grads = torch.autograd.grad(fast_loss, [images, *model.parameters()])
+    plain_grads = torch.autograd.grad(plain_loss, [images, *model.parameters()])
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_training_on_blocks_works_in_either_memory_layout():
+    """train() keeps most variants in NHWC; the block form gives the same loss in both layouts."""
+    torch.manual_seed(0)
+    model = create_model("baseline").train()
+    images = torch.randn(8, 1, 28, 28)
+    contiguous = model(images)
+    nhwc = model.to(memory_format=torch.channels_last)(images)
+    torch.testing.assert_close(nhwc, contiguous, rtol=1e-5, atol=1e-6)
 
 
 def test_the_networks_tanh_is_torch_tanh_with_its_gradient():
