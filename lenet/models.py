@@ -73,11 +73,11 @@ class LeNet5(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # On a CPU, 28x28 images take faster forms of the same function (tested to float tolerance):
         # with gradients (training, attributions) conv1 on 2x2 blocks, and eval-mode inference
-        # (validation, test, the sandbox's answers) `folded()`. Batch norm with gradients (its
-        # statistics would span a block's 4 pixels), GPUs and other input sizes take the plain layers.
+        # (validation, test, the sandbox's answers) `folded()`. GPUs and other input sizes take the
+        # plain layers.
         if x.device.type != "cpu" or x.shape[1:] != (1, 28, 28):
             return self.classifier(self.feature(x))
-        if torch.is_grad_enabled() and not self.use_batch_norm:
+        if torch.is_grad_enabled():
             return self.classifier(self._features_on_blocks(x))
         if self.training or torch.is_grad_enabled():
             return self.classifier(self.feature(x))
@@ -87,7 +87,10 @@ class LeNet5(nn.Module):
         """`self.feature(x)` (without batch norm) with conv1 on 2x2 blocks, differentiable: oneDNN
         trains a 3x3 convolution of 4 channels much faster than a 5x5 one of a single channel, and
         the first pooling becomes the mean of each block's 4 outputs (see FoldedLeNet5)."""
-        conv1, tanh1, _, conv2, tanh2, pool2 = self.feature
+        if self.use_batch_norm:
+            conv1, norm1, tanh1, _, conv2, norm2, tanh2, pool2 = self.feature
+        else:
+            (conv1, tanh1, _, conv2, tanh2, pool2), norm1, norm2 = self.feature, nn.Identity(), nn.Identity()
         # the model's layout (train() picks it per variant); conv1's one-channel weight fits both
         nhwc = conv2.weight.is_contiguous(memory_format=torch.channels_last)
         layout = torch.channels_last if nhwc else torch.contiguous_format
@@ -96,7 +99,11 @@ class LeNet5(nn.Module):
             _block_weight(conv1.weight).contiguous(memory_format=layout),  # gradients reach the 5x5 taps
             conv1.bias.repeat(4),
         )
-        return pool2(tanh2(conv2(_MeanOfBlock.apply(tanh1(y)))))
+        # Batch norm's statistics of a channel span all 4 pixels of a block: (N, 4 x C, H, W) seen
+        # as (4N, C, H, W) holds the same values per channel, so the same mean, variance and count.
+        n, channels, h, w = y.shape
+        y = norm1(y.reshape(4 * n, channels // 4, h, w)).reshape(n, channels, h, w)
+        return pool2(tanh2(norm2(conv2(_MeanOfBlock.apply(tanh1(y))))))
 
     def folded(self) -> FoldedLeNet5:
         """This eval-mode network as a `FoldedLeNet5`: fold once, then call it on many batches."""
@@ -172,20 +179,26 @@ def _block_weight(conv1_w: torch.Tensor) -> torch.Tensor:
 
 class _MeanOfBlock(torch.autograd.Function):
     """(N, 4 x C, H, W) -> (N, C, H, W): the mean of each channel's 4 block pixels, which is conv1's
-    2x2 average pooling on blocks. Written out because autograd's backward of slicing scatters into
-    zeros, and AvgPool2d on 6 channels is slow in either layout."""
+    2x2 average pooling on blocks, in the layout it is given. Written out because autograd's backward
+    of slicing scatters into zeros, and AvgPool2d on 6 channels is slow in either layout."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:
         n, channels, h, w = y.shape
-        pixels = y.permute(0, 2, 3, 1).reshape(n * h * w, 4, channels // 4)  # a view in NHWC
+        ctx.nchw = y.is_contiguous()
+        if ctx.nchw:
+            pixels = y.view(n, 4, channels // 4, h, w)
+        else:
+            pixels = y.permute(0, 2, 3, 1).reshape(n * h * w, 4, channels // 4)  # a view in NHWC
         pairs = pixels[:, 0:2] + pixels[:, 2:4]  # two adds of halves: faster than sum() over 4
         mean = (pairs[:, 0] + pairs[:, 1]).mul_(0.25)
-        return mean.view(n, h, w, channels // 4).permute(0, 3, 1, 2)  # NHWC, as conv2 trains best
+        return mean if ctx.nchw else mean.view(n, h, w, channels // 4).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         n, channels, h, w = grad.shape
+        if ctx.nchw:  # the same quarter for each of the 4 pixels, as one broadcast copy
+            return grad.mul(0.25).unsqueeze(1).expand(n, 4, channels, h, w).reshape(n, 4 * channels, h, w)
         spread = torch.eye(channels, dtype=grad.dtype).repeat(1, 4).mul_(0.25)  # (C, 4 x C)
         grad_y = torch.mm(grad.permute(0, 2, 3, 1).reshape(n * h * w, channels), spread)
         return grad_y.view(n, h, w, 4 * channels).permute(0, 3, 1, 2)
