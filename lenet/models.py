@@ -90,7 +90,7 @@ class LeNet5(nn.Module):
         if self.use_batch_norm:
             conv1, norm1, tanh1, _, conv2, norm2, tanh2, pool2 = self.feature
         else:
-            (conv1, tanh1, _, conv2, tanh2, pool2), norm1, norm2 = self.feature, nn.Identity(), nn.Identity()
+            (conv1, tanh1, _, conv2, tanh2, pool2), norm1, norm2 = self.feature, None, nn.Identity()
         # the model's layout (train() picks it per variant); conv1's one-channel weight fits both
         nhwc = conv2.weight.is_contiguous(memory_format=torch.channels_last)
         layout = torch.channels_last if nhwc else torch.contiguous_format
@@ -99,10 +99,12 @@ class LeNet5(nn.Module):
             _block_weight(conv1.weight).contiguous(memory_format=layout),  # gradients reach the 5x5 taps
             conv1.bias.repeat(4),
         )
-        # Batch norm's statistics of a channel span all 4 pixels of a block: (N, 4 x C, H, W) seen
-        # as (4N, C, H, W) holds the same values per channel, so the same mean, variance and count.
-        n, channels, h, w = y.shape
-        y = norm1(y.reshape(4 * n, channels // 4, h, w)).reshape(n, channels, h, w)
+        if norm1 is not None:
+            # Batch norm's statistics of a channel span all 4 pixels of a block: (N, 4 x C, H, W) seen
+            # as (4N, C, H, W) (a view in NCHW) holds the same values per channel, so the same mean,
+            # variance and count.
+            n, channels, h, w = y.shape
+            y = norm1(y.reshape(4 * n, channels // 4, h, w)).reshape(n, channels, h, w)
         return pool2(tanh2(norm2(conv2(_MeanOfBlock.apply(tanh1(y))))))
 
     def folded(self) -> FoldedLeNet5:

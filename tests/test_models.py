@@ -241,6 +241,25 @@ def test_training_on_blocks_works_in_either_memory_layout():
     torch.testing.assert_close(nhwc, contiguous, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_training_keeps_each_variant_in_its_memory_layout(name):
+    """Every activation saved for the backward stays in the layout train() gives the variant: a
+    stray reshape into the other layout costs a copy and slow mixed-layout ops in every step."""
+    layout = torch.channels_last if get_variant(name).channels_last else torch.contiguous_format
+    model = create_model(name).train().to(memory_format=layout)
+    saved = []
+
+    def pack(tensor):
+        if tensor.is_floating_point() and tensor.dim() == 4 and min(tensor.shape[1:]) > 1:
+            saved.append((tuple(tensor.shape), tensor.is_contiguous(memory_format=layout)))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        F.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8)).backward()
+    assert any(shape == (8, 24, 14, 14) for shape, _ in saved)  # conv1's outputs on blocks
+    assert all(in_layout for _, in_layout in saved), saved
+
+
 def test_the_networks_tanh_is_torch_tanh_with_its_gradient():
     x = torch.linspace(-12, 12, 100_001, dtype=torch.float64).float().requires_grad_()
     ours = Tanh()(x)
