@@ -213,7 +213,7 @@ def test_augmentation_changes_training_batches_only(small_splits, monkeypatch):
 
 @pytest.mark.parametrize("variant", ["baseline", "dropout", "batch_norm"])
 def test_training_on_blocks_gives_the_metrics_of_the_plain_layers(small_splits, monkeypatch, variant):
-    """Training (but batch norm's), validation and test run conv1 on 2x2 blocks. Through them or
+    """Training, validation and test run conv1 on 2x2 blocks (batch norm too). Through them or
     through the notebook's plain layers, a run reports the same curves to float tolerance: the
     faster engine tells the same story."""
     from lenet.models import LeNet5
