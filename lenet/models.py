@@ -79,18 +79,19 @@ class LeNet5(nn.Module):
             return self.classifier(self.feature(x))
         if torch.is_grad_enabled():
             return self.classifier(self._features_on_blocks(x))
-        if self.training or torch.is_grad_enabled():
+        if self.training:  # without gradients, e.g. batch norm's statistics updated under no_grad
             return self.classifier(self.feature(x))
         return self.folded()(x)
 
     def _features_on_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """`self.feature(x)` (without batch norm) with conv1 on 2x2 blocks, differentiable: oneDNN
-        trains a 3x3 convolution of 4 channels much faster than a 5x5 one of a single channel, and
-        the first pooling becomes the mean of each block's 4 outputs (see FoldedLeNet5)."""
+        """`self.feature(x)` with conv1 on 2x2 blocks, differentiable: oneDNN trains a 3x3
+        convolution of 4 channels much faster than a 5x5 one of a single channel, and the first
+        pooling becomes the mean of each block's 4 outputs (see FoldedLeNet5)."""
         if self.use_batch_norm:
             conv1, norm1, tanh1, _, conv2, norm2, tanh2, pool2 = self.feature
         else:
-            (conv1, tanh1, _, conv2, tanh2, pool2), norm1, norm2 = self.feature, None, nn.Identity()
+            conv1, tanh1, _, conv2, tanh2, pool2 = self.feature
+            norm1 = norm2 = None
         # the model's layout (train() picks it per variant); conv1's one-channel weight fits both
         nhwc = conv2.weight.is_contiguous(memory_format=torch.channels_last)
         layout = torch.channels_last if nhwc else torch.contiguous_format
@@ -105,7 +106,10 @@ class LeNet5(nn.Module):
             # variance and count.
             n, channels, h, w = y.shape
             y = norm1(y.reshape(4 * n, channels // 4, h, w)).reshape(n, channels, h, w)
-        return pool2(tanh2(norm2(conv2(_MeanOfBlock.apply(tanh1(y))))))
+        y = conv2(_MeanOfBlock.apply(tanh1(y)))
+        if norm2 is not None:
+            y = norm2(y)
+        return pool2(tanh2(y))
 
     def folded(self) -> FoldedLeNet5:
         """This eval-mode network as a `FoldedLeNet5`: fold once, then call it on many batches."""
