@@ -13,9 +13,10 @@ import platform
 import sys
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import version
 
 import torch
@@ -29,9 +30,11 @@ from .train import (
     StepMetrics,
     TrainConfig,
     TrainResult,
+    TrainTask,
     evaluate,
     make_run_splits,
     train,
+    train_together,
     validate,
 )
 from .workspace import Workspace
@@ -44,7 +47,7 @@ class Heartbeat:
     def __init__(self, store: Store, *, worker_pid: int | None = None):
         self.store = store
         self.worker_pid = worker_pid
-        self.run_id: int | None = None
+        self.run_ids: set[int] = set()  # the runs this process trains now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lenet-heartbeat", daemon=True)
 
@@ -61,8 +64,8 @@ class Heartbeat:
             try:
                 if self.worker_pid is not None:
                     self.store.worker_heartbeat(self.worker_pid)
-                if self.run_id is not None:
-                    self.store.heartbeat(self.run_id)
+                for run_id in list(self.run_ids):
+                    self.store.heartbeat(run_id)
             except Exception as e:  # a busy database must not kill the trainer; retry next beat
                 print(f"lenet: heartbeat failed: {e}", file=sys.stderr)
 
@@ -180,6 +183,11 @@ def train_job(
         init_state=job.init_state,
         should_stop=should_stop,
     )
+    return package(job, result, splits)
+
+
+def package(job: RunJob, result: TrainResult, splits: data.Splits) -> Trained:
+    """A trained job's checkpoint, metadata and a round run's public score."""
     if result.model is None:
         return Trained(result, None, None, None)
     public_accuracy = None
@@ -236,14 +244,14 @@ def execute_run(
     store = workspace.store
     run = store.get_run(run_id)
     with nullcontext(heartbeat) if heartbeat else Heartbeat(store) as beat:
-        beat.run_id = run_id
+        beat.run_ids.add(run_id)
         try:
             return _train_here(workspace, run, splits, on_step, on_epoch, extra_stop)
         except Exception as e:
             store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
             raise
         finally:
-            beat.run_id = None
+            beat.run_ids.discard(run_id)
 
 
 def _train_here(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainResult:
@@ -267,3 +275,59 @@ def _train_here(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainR
         )
     record_trained(workspace, run, trained)
     return trained.result
+
+
+def execute_together(
+    workspace: Workspace,
+    run_ids: list[int],
+    *,
+    heartbeat: Heartbeat,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> list[TrainResult]:
+    """Train runs the store marks as running, which share a `stack_key` and data, as one stacked
+    network (`train_together`); each is recorded as soon as it ends, as `execute_run` records it.
+    One run failing is recorded as failed; the others train on."""
+    store = workspace.store
+    runs = [store.get_run(run_id) for run_id in run_ids]
+    heartbeat.run_ids.update(run_ids)
+    try:
+        jobs = [prepare_job(workspace, run) for run in runs]
+        splits = make_run_splits(runs[0].config, workspace.load_raw(runs[0].data_dir))
+        with ExitStack() as watches:
+            tasks = [
+                TrainTask(
+                    job.config,
+                    on_step=partial(store.record_step, run.id),
+                    on_epoch=partial(_record_epoch, store, run.id, on_epoch),
+                    should_stop=watches.enter_context(store.stop_watch(run.id)),
+                    init_state=job.init_state,
+                    on_end=partial(_record_ended, workspace, run, job, splits, heartbeat),
+                )
+                for run, job in zip(runs, jobs, strict=True)
+            ]
+            return train_together(tasks, splits)
+    except Exception as e:  # before or outside any one run's training: all of them failed
+        for run_id in heartbeat.run_ids & set(run_ids):
+            store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        heartbeat.run_ids.difference_update(run_ids)
+
+
+def _record_epoch(store: Store, run_id: int, on_epoch, metrics: EpochMetrics) -> None:
+    store.record_epoch(run_id, metrics)
+    if on_epoch:
+        on_epoch(metrics)
+
+
+def _record_ended(workspace, run: Run, job: RunJob, splits, heartbeat: Heartbeat, result: TrainResult):
+    """A run of `execute_together` has ended: record it now, while the others train on."""
+    try:
+        if result.status == "failed":
+            workspace.store.finish(run.id, "failed", message=result.message)
+        else:
+            record_trained(workspace, run, package(job, result, splits))
+    except Exception as e:
+        workspace.store.finish(run.id, "failed", message=f"{type(e).__name__}: {e}")
+    finally:
+        heartbeat.run_ids.discard(run.id)

@@ -9,10 +9,11 @@ that a reader may see is one transaction. A run whose worker stopped beating rea
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -192,6 +193,41 @@ class Store:
                 (now, now, worker_pid, trained_on, row["id"]),
             )
             return row["id"]
+
+    def claim_together(
+        self, worker_pid: int, max_trainers: int, key: Callable[[Run], Hashable | None], max_size: int
+    ) -> list[int]:
+        """Atomically claim the next queued run for this worker, with the queued runs that can
+        train together with it (the same `key`, not None): up to its share of those runs over
+        `max_trainers` processes, at most `max_size`. None while `max_trainers` processes train."""
+        now = time.time()
+        with self._transaction() as db:
+            trainers = db.execute(
+                "SELECT COUNT(DISTINCT worker_pid) FROM runs WHERE status = 'running' AND heartbeat_at >= ?",
+                (now - heartbeat_timeout_s(),),
+            ).fetchone()[0]
+            queue = [row["id"] for row in db.execute(_QUEUE_ORDER).fetchall()]
+            if trainers >= max_trainers or not queue:
+                return []
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')",
+                {"stale": now - heartbeat_timeout_s()},
+            ).fetchall()
+            runs = {run.id: run for run in map(self._run, rows)}
+            claimed, first_key = [queue[0]], key(runs[queue[0]])
+            if first_key is not None:
+                peers = [i for i in queue[1:] if key(runs[i]) == first_key]
+                training = sum(
+                    1 for run in runs.values() if run.status == RunStatus.RUNNING and key(run) == first_key
+                )
+                share = math.ceil((1 + len(peers) + training) / max_trainers)
+                claimed += peers[: min(share, max_size) - 1]
+            db.executemany(
+                "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
+                " attempts = attempts + 1, trained_on = 'local' WHERE id = ?",
+                [(now, now, worker_pid, run_id) for run_id in claimed],
+            )
+            return claimed
 
     def set_trained_on(self, run_id: int, where: str) -> None:
         """Where a claimed run trains, once its executor knows (a Ray task names its node)."""
@@ -651,11 +687,12 @@ class Store:
             )
 
     def work_left(self) -> int:
-        """Runs queued or training (with a live heartbeat): how many share the machine's cores."""
+        """What shares the machine's cores: queued runs, and processes training (each trains one
+        run, or several together), with a live heartbeat."""
         with self._connect() as db:
             return db.execute(
-                "SELECT COUNT(*) FROM runs WHERE status = 'queued'"
-                " OR (status = 'running' AND heartbeat_at >= ?)",
+                "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'queued') + (SELECT COUNT(DISTINCT"
+                " worker_pid) FROM runs WHERE status = 'running' AND heartbeat_at >= ?)",
                 (time.time() - heartbeat_timeout_s(),),
             ).fetchone()[0]
 

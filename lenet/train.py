@@ -72,6 +72,7 @@ class TrainResult:
     seconds: float = 0.0
     device: str = "cpu"
     kept_epoch: int | None = None  # whose weights the model has: the last, or the best with early stopping
+    error: Exception | None = None  # what failed a run of `train_together` (status "failed")
 
     @property
     def kept(self) -> EpochMetrics | None:
@@ -158,10 +159,235 @@ def build_model(config: TrainConfig) -> nn.Module:
     return model
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device):
+def _make_optimizer(params, lr: float, weight_decay: float, device: torch.device):
     # The notebook's optimizer: Adam with L2 as weight_decay (added to the gradient, not AdamW).
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters instead of a loop
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def _seeded_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | None) -> nn.Module:
+    """The run's model, initialized from its seed (or its warm start); leaves the global RNG where
+    its dropout masks start."""
+    torch.manual_seed(config.seed)  # weight init and dropout masks
+    model = build_model(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    return model
+
+
+@dataclass
+class TrainTask:
+    """One run to train, with the callbacks that watch it (see `train`)."""
+
+    config: TrainConfig
+    on_step: Callable[[StepMetrics], None] | None = None
+    on_epoch: Callable[[EpochMetrics], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    init_state: dict[str, torch.Tensor] | None = None
+    on_end: Callable[[TrainResult], None] | None = None  # as soon as the run has ended, test included
+
+
+def stack_key(config: TrainConfig) -> tuple | None:
+    """Runs with the same key see the same batches in the same order and take the same Adam steps,
+    so they can train together as one `StackedLeNet5`; None: this run trains alone."""
+    if get_variant(config.variant).batch_norm or resolve_device(config.device).type != "cpu":
+        return None
+    return (
+        config.seed,
+        config.batch_size,
+        config.lr,
+        config.train_limit,
+        config.val_fraction,
+        config.split_seed,
+        config.augment,
+    )
+
+
+class _Alone:
+    """One model and its own optimizer: any variant, on any device."""
+
+    def __init__(self, task: TrainTask, device: torch.device):
+        config = task.config
+        model = _seeded_model(config, task.init_state)
+        # NHWC weights make oneDNN pick its faster training convolutions for some variants, not all
+        # (see the registry); the values are the same either way. A 1-channel input is already
+        # NHWC-contiguous.
+        layout = torch.channels_last if get_variant(config.variant).channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=layout).train()  # validate() restores train mode
+        self.config = config
+        self.optimizer = _make_optimizer(self.model.parameters(), config.lr, config.weight_decay, device)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train one batch; (logits (1, N, 10), loss (1,)), detached."""
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return logits.detach().unsqueeze(0), loss.detach().unsqueeze(0)
+
+    def model_state(self, index: int) -> dict[str, torch.Tensor]:
+        return copy.deepcopy(self.model.state_dict())
+
+    def eval_model(self, index: int) -> nn.Module:
+        return self.model
+
+    def keep(self, indices: list[int]) -> None:
+        pass  # a run alone has ended: nothing else trains
+
+
+class _Stacked:
+    """Several runs of one `stack_key` as one `StackedLeNet5` under one fused Adam: each model's
+    weights, gradients, Adam state and dropout masks are its own, as if it trained alone."""
+
+    def __init__(self, tasks: list[TrainTask], device: torch.device):
+        from .stacked import StackedLeNet5  # noqa: PLC0415 (only runs that train together need it)
+
+        models, rates, rngs = [], [], []
+        for task in tasks:
+            models.append(_seeded_model(task.config, task.init_state))
+            dropout = [m.p for m in models[-1].modules() if isinstance(m, nn.Dropout)]
+            rates.append(dropout[0] if dropout else 0.0)
+            rngs.append(torch.Generator().set_state(torch.get_rng_state()))  # as nn.Dropout's, alone
+        self.configs = [task.config for task in tasks]
+        self.device = device
+        self.stack = StackedLeNet5(models, rates, rngs)
+        self.optimizer = _make_optimizer(self.stack.parameters(), self.configs[0].lr, 0.0, device)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.stack(images)  # (K, N, 10)
+        losses = torch.stack(
+            [
+                F.cross_entropy(logits[k], labels, label_smoothing=c.label_smoothing)
+                for k, c in enumerate(self.configs)
+            ]
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # each model's weights have their own loss's gradient only
+        self.stack.weight_decay_([c.weight_decay for c in self.configs])
+        self.optimizer.step()
+        return logits.detach(), losses.detach()
+
+    def model_state(self, index: int) -> dict[str, torch.Tensor]:
+        return self.stack.model_state(index)
+
+    def eval_model(self, index: int) -> nn.Module:
+        model = build_model(self.configs[index])
+        model.load_state_dict(self.stack.model_state(index))
+        return model.to(self.device)
+
+    def keep(self, indices: list[int]) -> None:
+        """Go on with these models only, each with its own Adam state."""
+        old, old_params = self.stack, list(self.stack.parameters())
+        self.stack = old.subset(indices)
+        self.configs = [self.configs[i] for i in indices]
+        optimizer = _make_optimizer(self.stack.parameters(), self.configs[0].lr, 0.0, self.device)
+        for new, before in zip(self.stack.parameters(), old_params, strict=True):
+            state = self.optimizer.state.get(before)
+            if state:
+                rows = old.rows(indices, before)
+                # in the parameter's memory layout: the fused kernel walks both alike
+                optimizer.state[new] = {
+                    name: value if name == "step" else torch.empty_like(new).copy_(value[rows])
+                    for name, value in state.items()
+                }
+        self.optimizer = optimizer
+
+
+class _Member:
+    """One run's bookkeeping in the loop: its metrics, kept weights, end and callbacks."""
+
+    def __init__(self, task: TrainTask, device: torch.device, steps_per_epoch: int, log_every: int | None):
+        self.task, self.config = task, task.config
+        self.result = TrainResult(status="finished", config=task.config, device=str(device))
+        self.kept_state: dict[str, torch.Tensor] | None = None
+        self.total_steps = steps_per_epoch * task.config.epochs
+        self.log_every = log_every or default_log_interval(self.total_steps)
+        self.error: Exception | None = None
+        self.ended = False
+        self.device = device
+
+    def start_epoch(self) -> None:
+        # Every prediction of the epoch, scored once at its end: an accuracy over the whole split
+        # without a metric update (~0.2-0.4 ms) in each ~10 ms step.
+        self.epoch_preds, self.epoch_labels = [], []
+        self.epoch_loss = torch.zeros((), device=self.device)
+        self.window_loss = torch.zeros((), device=self.device)
+        self.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.window_count = 0
+
+    def record_batch(self, logits: torch.Tensor, loss: torch.Tensor, labels: torch.Tensor) -> None:
+        preds = logits.argmax(dim=1)
+        self.epoch_preds.append(preds)
+        self.epoch_labels.append(labels)
+        # Reported: the plain cross-entropy, comparable with validation's and with other runs'
+        # (a smoothed target cannot be met exactly, so its loss never falls near 0).
+        if self.config.label_smoothing:
+            loss = F.cross_entropy(logits, labels)
+        batch_loss = loss * len(labels)
+        self.epoch_loss += batch_loss
+        self.window_loss += batch_loss
+        self.window_correct += (preds == labels).sum()
+        self.window_count += len(labels)
+
+    def report_window(self, progress: dict, global_step: int, elapsed: float) -> None:
+        """The batches since the last report: diverged, or one StepMetrics for on_step."""
+        mean_loss = self.window_loss.item() / self.window_count
+        if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
+            self.end(
+                "diverged",
+                f"training diverged: loss reached {mean_loss:.4g} at epoch {progress['epoch']}, batch "
+                f"{progress['step']} (chance level is 2.3). "
+                f"Try a smaller learning rate than {self.config.lr:g}.",
+            )
+            return
+        self.call(
+            self.task.on_step,
+            StepMetrics(
+                **progress,
+                global_step=global_step,
+                total_steps=self.total_steps,
+                loss=mean_loss,
+                accuracy=self.window_correct.item() / self.window_count,
+                elapsed_s=elapsed,
+                eta_s=elapsed / global_step * (self.total_steps - global_step),
+            ),
+        )
+        self.window_loss.zero_()
+        self.window_correct.zero_()
+        self.window_count = 0
+
+    def end_epoch(self, metrics: EpochMetrics, state: Callable[[], dict[str, torch.Tensor]]) -> None:
+        result = self.result
+        result.history.append(metrics)
+        # Keep the last epoch, or with early stopping the one of lowest validation loss so far.
+        if self.config.patience is None or result.kept is None or metrics.val_loss < result.kept.val_loss:
+            result.kept_epoch = metrics.epoch
+            self.kept_state = state()
+        self.call(self.task.on_epoch, metrics)
+        if self.ended:
+            return
+        if self.config.patience is not None and metrics.epoch - result.kept_epoch >= self.config.patience:
+            self.end(
+                "finished",
+                f"early stopping after epoch {metrics.epoch}: validation loss has not improved for "
+                f"{self.config.patience} epochs; kept the weights of epoch {result.kept_epoch}, its best",
+            )
+        elif metrics.epoch == self.config.epochs:
+            self.end("finished")
+
+    def call(self, callback: Callable | None, *args) -> None:
+        """A callback of this run; its error ends this run (failed), not the others."""
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as e:
+            self.error = e
+            self.end("failed", f"{type(e).__name__}: {e}")
+
+    def end(self, status: str, message: str = "") -> None:
+        self.result.status, self.result.message, self.ended = status, message, True
 
 
 def train(
@@ -177,134 +403,110 @@ def train(
     """Train one model. Same config, seed and device give the same metrics.
 
     `should_stop` is polled between batches; when it returns True the run ends with the weights
-    of the last completed epoch. A non-finite loss ends the run as diverged.
+    of the last completed epoch. A non-finite loss ends the run as diverged. An error raised by a
+    callback is raised again, once training has stopped.
+    """
+    task = TrainTask(config, on_step, on_epoch, should_stop, init_state)
+    (result,) = train_together([task], splits, log_every=log_every)
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def train_together(
+    tasks: list[TrainTask], splits: data.Splits, *, log_every: int | None = None
+) -> list[TrainResult]:
+    """Train several runs in lockstep: as one `StackedLeNet5` when they share a `stack_key`, or a
+    single run alone. Each run gets what it would get alone, to float tolerance (tested): its own
+    metrics, kept epoch, stop, early stopping and divergence. A run that ends, or fails in a
+    callback (status "failed", `error` set), leaves the others training.
     """
     from torchmetrics.functional.classification import multiclass_accuracy  # see evaluate()
 
-    config.validated()
-    device = resolve_device(config.device)
+    configs = [task.config.validated() for task in tasks]
+    keys = {stack_key(config) for config in configs}
+    if len(tasks) > 1 and (None in keys or len(keys) > 1):
+        raise ValueError("only runs with one stack_key can train together")
+    device = resolve_device(configs[0].device)
     started = time.perf_counter()
-    torch.manual_seed(config.seed)  # weight init and dropout masks
-    shuffle = torch.Generator().manual_seed(config.seed)
-
-    model = build_model(config)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    # NHWC weights make oneDNN pick its faster training convolutions for some variants, not all (see
-    # the registry); the values are the same either way. A 1-channel input is already NHWC-contiguous.
-    layout = torch.channels_last if get_variant(config.variant).channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=layout)
-    optimizer = _make_optimizer(model, config, device)
+    engine = _Stacked(tasks, device) if len(tasks) > 1 else _Alone(tasks[0], device)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
-
-    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    if log_every is None:
-        log_every = default_log_interval(total_steps)
-    result = TrainResult(status="finished", config=config, device=str(device))
-    kept_state: dict[str, torch.Tensor] | None = None
-    augment = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
+    batch_size = configs[0].batch_size
+    steps_per_epoch = math.ceil(len(train_split) / batch_size)
+    members = [_Member(task, device, steps_per_epoch, log_every) for task in tasks]
+    active = list(members)  # the runs still training, in the engine's order
+    shuffle = torch.Generator().manual_seed(configs[0].seed)  # the same batches for all of them
+    augment = torch.Generator().manual_seed(configs[0].seed + 1) if configs[0].augment else None
     global_step = 0
 
-    for epoch in range(1, config.epochs + 1):
+    def settle() -> None:
+        """Finish the runs that have ended; the engine goes on with the others."""
+        nonlocal active
+        if not any(member.ended for member in active):
+            return
+        still = [i for i, member in enumerate(active) if not member.ended]
+        if still:
+            engine.keep(still)
+        for member in active:
+            if member.ended:
+                _finish(member, splits, started)
+        active = [active[i] for i in still]
+
+    for epoch in range(1, max(config.epochs for config in configs) + 1):
         epoch_started = time.perf_counter()
-        model.train()
-        # Every prediction of the epoch, scored once at its end: an accuracy over the whole split
-        # without a metric update (~0.2-0.4 ms) in each ~10 ms step.
-        epoch_preds, epoch_labels = [], []
-        epoch_loss = torch.zeros((), device=device)
-        window_loss = torch.zeros((), device=device)
-        window_correct = torch.zeros((), device=device, dtype=torch.long)
-        window_count = 0
+        for member in active:
+            member.start_epoch()
         for step, (images, labels) in enumerate(
-            data.iterate_batches(train_split, config.batch_size, shuffle), start=1
+            data.iterate_batches(train_split, batch_size, shuffle), start=1
         ):
-            if should_stop is not None and should_stop():
-                result.status = "stopped"
-                result.message = (
-                    f"stopped during epoch {epoch}; kept the weights after epoch {result.kept_epoch or 0}"
-                )
+            for member in active:
+                if member.task.should_stop is not None and member.task.should_stop():
+                    kept = member.result.kept_epoch or 0
+                    member.end(
+                        "stopped", f"stopped during epoch {epoch}; kept the weights after epoch {kept}"
+                    )
+            settle()
+            if not active:
                 break
             if augment is not None:  # training batches only: validation and test stay as they are
                 images = data.augment_batch(images, augment, SHIFT_PIXELS)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-            preds = logits.detach().argmax(dim=1)
-            epoch_preds.append(preds)
-            epoch_labels.append(labels)
-            # Reported: the plain cross-entropy, comparable with validation's and with other runs'
-            # (a smoothed target cannot be met exactly, so its loss never falls near 0).
-            if config.label_smoothing:
-                loss = F.cross_entropy(logits.detach(), labels)
-            batch_loss = loss.detach() * len(labels)
-            epoch_loss += batch_loss
-            window_loss += batch_loss
-            window_correct += (preds == labels).sum()
-            window_count += len(labels)
+            logits, losses = engine.step(images, labels)
             global_step += 1
-            if step % log_every == 0 or step == steps_per_epoch:
-                mean_loss = window_loss.item() / window_count
-                if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
-                    result.status = "diverged"
-                    result.message = (
-                        f"training diverged: loss reached {mean_loss:.4g} at epoch {epoch}, batch "
-                        f"{step} (chance level is 2.3). Try a smaller learning rate than {config.lr:g}."
-                    )
-                    break
-                if on_step is not None:
-                    elapsed = time.perf_counter() - started
-                    on_step(
-                        StepMetrics(
-                            epoch=epoch,
-                            step=step,
-                            steps_per_epoch=steps_per_epoch,
-                            global_step=global_step,
-                            total_steps=total_steps,
-                            loss=mean_loss,
-                            accuracy=window_correct.item() / window_count,
-                            elapsed_s=elapsed,
-                            eta_s=elapsed / global_step * (total_steps - global_step),
-                        )
-                    )
-                window_loss.zero_()
-                window_correct.zero_()
-                window_count = 0
-        if result.status != "finished":
+            for member, member_logits, loss in zip(active, logits, losses, strict=True):
+                member.record_batch(member_logits, loss, labels)
+                if step % member.log_every == 0 or step == steps_per_epoch:
+                    progress = {"epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch}
+                    member.report_window(progress, global_step, time.perf_counter() - started)
+            settle()
+        if not active:
             break
-
-        val_loss, val_accuracy = validate(model, val_split)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=epoch_loss.item() / len(train_split),
-            train_accuracy=multiclass_accuracy(
-                torch.cat(epoch_preds), torch.cat(epoch_labels), num_classes=data.NUM_CLASSES, average="micro"
-            ).item(),
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            seconds=time.perf_counter() - epoch_started,
-        )
-        result.history.append(metrics)
-        # Keep the last epoch, or with early stopping the one of lowest validation loss so far.
-        if config.patience is None or result.kept is None or metrics.val_loss < result.kept.val_loss:
-            result.kept_epoch = epoch
-            kept_state = copy.deepcopy(model.state_dict())
-        if on_epoch is not None:
-            on_epoch(metrics)
-        if config.patience is not None and epoch - result.kept_epoch >= config.patience:
-            result.message = (
-                f"early stopping after epoch {epoch}: validation loss has not improved for "
-                f"{config.patience} epochs; kept the weights of epoch {result.kept_epoch}, its best"
+        for index, member in enumerate(active):
+            val_loss, val_accuracy = validate(engine.eval_model(index), val_split)
+            train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=member.epoch_loss.item() / len(train_split),
+                train_accuracy=multiclass_accuracy(
+                    train_preds, train_labels, num_classes=data.NUM_CLASSES, average="micro"
+                ).item(),
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                seconds=time.perf_counter() - epoch_started,
             )
-            break
+            member.end_epoch(metrics, lambda index=index: engine.model_state(index))
+        settle()
+    return [member.result for member in members]
 
-    if kept_state is not None and result.status != "diverged":
-        model.load_state_dict(kept_state)
+
+def _finish(member: _Member, splits: data.Splits, started: float) -> None:
+    """An ended run's final model (its kept epoch) and its one look at the test set."""
+    result = member.result
+    result.error = member.error
+    if member.kept_state is not None and result.status not in ("diverged", "failed"):
+        model = build_model(member.config)
+        model.load_state_dict(member.kept_state)
         # The test set is touched once, here, after every choice has been made.
-        result.test = evaluate(model, splits.test)
-        result.model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+        result.test = evaluate(model.to(member.device), splits.test)
+        result.model = model.to("cpu").eval()
     result.seconds = time.perf_counter() - started
-    return result
+    member.call(member.task.on_end, result)

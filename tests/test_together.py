@@ -1,0 +1,176 @@
+"""Runs trained together as one stacked network agree with the same runs trained alone."""
+
+import math
+import os
+
+import pytest
+import torch
+
+from lenet import data
+from lenet.records import RunStatus
+from lenet.runs import Heartbeat, execute_together
+from lenet.train import TrainConfig, TrainTask, stack_key, train, train_together
+from lenet.worker import MAX_STACKED, _stack_key
+from tests.test_notebook_compat import _notebook_layout
+
+# Stacked kernels sum in another order than a model's own: equal to float tolerance, step by step.
+METRIC_TOLERANCE = 1e-4
+
+
+def assert_same_run(together, alone):
+    assert together.status == alone.status and together.message == alone.message
+    assert together.kept_epoch == alone.kept_epoch
+    assert len(together.history) == len(alone.history)
+    for mine, theirs in zip(together.history, alone.history, strict=True):
+        for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert getattr(mine, name) == pytest.approx(getattr(theirs, name), abs=METRIC_TOLERANCE), name
+    if alone.model is None:
+        assert together.model is None and together.test is None
+        return
+    assert together.test_accuracy == pytest.approx(alone.test_accuracy, abs=METRIC_TOLERANCE)
+    assert together.test.confusion_matrix == alone.test.confusion_matrix
+    state, reference = together.model.state_dict(), alone.model.state_dict()
+    assert state.keys() == reference.keys()
+    for key, value in reference.items():
+        torch.testing.assert_close(state[key], value, atol=1e-4, rtol=1e-3, msg=key)
+
+
+def configs(**overrides):
+    """The stackable demo variants: dropout masks, weight decays and label smoothing of their own."""
+    names = ("baseline", "dropout", "l2", "l2_optimized", "label_smoothing")
+    return [TrainConfig.for_variant(name, **{"epochs": 3, **overrides}) for name in names]
+
+
+def test_runs_trained_together_get_what_each_gets_alone(small_splits):
+    runs = configs()
+    together = train_together([TrainTask(config) for config in runs], small_splits)
+    for config, result in zip(runs, together, strict=True):
+        assert result.config == config
+        assert_same_run(result, train(config, small_splits))
+
+
+def test_a_stacked_checkpoint_loads_into_the_notebooks_lenet5v1(small_splits):
+    runs = configs(epochs=1)
+    for config, result in zip(runs, train_together([TrainTask(c) for c in runs], small_splits), strict=True):
+        notebook = _notebook_layout(config.variant)
+        notebook.load_state_dict(result.model.state_dict())  # strict: every key, every shape
+        notebook.eval()
+        images = small_splits.test.images[:50]
+        with torch.no_grad():
+            torch.testing.assert_close(notebook(images), result.model(images), atol=1e-5, rtol=1e-4)
+
+
+def test_each_run_reports_its_own_progress(small_splits):
+    steps = {name: [] for name in ("baseline", "dropout")}
+    epochs = {name: [] for name in steps}
+    tasks = [
+        TrainTask(
+            TrainConfig.for_variant(name, epochs=2), on_step=steps[name].append, on_epoch=epochs[name].append
+        )
+        for name in steps
+    ]
+    results = train_together(tasks, small_splits, log_every=3)
+    for name, result in zip(steps, results, strict=True):
+        assert epochs[name] == result.history and len(result.history) == 2
+        assert steps[name][-1].global_step == steps[name][-1].total_steps == 2 * math.ceil(540 / 64)
+        assert steps[name][-1].eta_s == 0
+    assert [s.loss for s in steps["baseline"]] != [s.loss for s in steps["dropout"]]
+
+
+def test_a_stopped_run_keeps_its_last_epoch_and_the_others_train_on(small_splits):
+    def stop_in_second_epoch():
+        calls = iter(range(10**6))
+        return lambda: next(calls) >= math.ceil(540 / 64) + 2
+
+    stopping, going = configs()[:2]
+    stopped, finished = train_together(
+        [TrainTask(stopping, should_stop=stop_in_second_epoch()), TrainTask(going)], small_splits
+    )
+    assert stopped.status == "stopped" and "epoch 2" in stopped.message and len(stopped.history) == 1
+    assert_same_run(stopped, train(stopping, small_splits, should_stop=stop_in_second_epoch()))
+    assert_same_run(finished, train(going, small_splits))
+
+
+def test_early_stopping_ends_one_run_and_the_others_train_on(small_splits):
+    # validation labels one class off: validation loss rises clearly once the model learns
+    val = data.Split(small_splits.val.images, (small_splits.val.labels + 1) % 10)
+    misleading = data.Splits(small_splits.train, val, small_splits.test, "x", "x")
+    patient = TrainConfig.for_variant("early_stopping", epochs=6, patience=2)
+    others = [TrainConfig.for_variant(name, epochs=6) for name in ("baseline", "dropout")]
+    results = train_together([TrainTask(c) for c in [patient, *others]], misleading)
+    assert "early stopping after epoch 4" in results[0].message and results[0].kept_epoch == 2
+    assert [len(r.history) for r in results] == [4, 6, 6]
+    for config, result in zip([patient, *others], results, strict=True):
+        assert_same_run(result, train(config, misleading))
+
+
+def test_a_diverging_run_ends_as_diverged_and_the_others_train_on(small_splits):
+    baseline, dropout = configs()[:2]
+    poisoned = train(TrainConfig(epochs=1), small_splits).model.state_dict()
+    poisoned["classifier.5.bias"][0] = float("nan")  # fc3: every logit of class 0 is NaN
+    diverged, finished = train_together(
+        [TrainTask(baseline, init_state=poisoned), TrainTask(dropout)], small_splits, log_every=2
+    )
+    assert diverged.status == "diverged" and "nan" in diverged.message and diverged.model is None
+    assert_same_run(finished, train(dropout, small_splits))
+
+
+def test_a_run_failing_leaves_the_others_training(small_splits):
+    failing, going = configs()[:2]
+
+    def broken_store(metrics):
+        if metrics.epoch == 2:
+            raise OSError("disk full")
+
+    failed, finished = train_together(
+        [TrainTask(failing, on_epoch=broken_store), TrainTask(going)], small_splits
+    )
+    assert failed.status == "failed" and isinstance(failed.error, OSError) and "disk full" in failed.message
+    assert failed.model is None and len(failed.history) == 2
+    assert_same_run(finished, train(going, small_splits))
+
+
+def test_only_runs_that_share_batches_and_steps_train_together():
+    base = TrainConfig.for_variant("baseline")
+    assert stack_key(base) == stack_key(TrainConfig.for_variant("l2_optimized")) is not None
+    assert stack_key(TrainConfig.for_variant("batch_norm")) is None  # its statistics are per batch
+    for different in ({"seed": 1}, {"lr": 0.01}, {"batch_size": 32}, {"train_limit": 100}, {"augment": True}):
+        assert stack_key(TrainConfig.for_variant("baseline", **different)) != stack_key(base), different
+    with pytest.raises(ValueError, match="stack_key"):
+        train_together([TrainTask(base), TrainTask(TrainConfig.for_variant("batch_norm"))], None)
+
+
+def test_a_worker_claims_its_share_of_the_runs_that_train_together(workspace, idx_dir):
+    store = workspace.store
+    names = ("baseline", "dropout", "batch_norm", "l2", "label_smoothing", "early_stopping", "augment")
+    ids = {name: store.enqueue(TrainConfig.for_variant(name), data_dir=str(idx_dir)) for name in names}
+    # 5 runs can stack; over 2 workers each takes its share, 3, in queue order, then the rest
+    first = store.claim_together(101, 2, _stack_key, MAX_STACKED)
+    assert first == [ids["baseline"], ids["dropout"], ids["l2"]]
+    second = store.claim_together(102, 2, _stack_key, MAX_STACKED)
+    assert second == [ids["batch_norm"]]  # next in the queue, trains alone
+    assert store.claim_together(103, 2, _stack_key, MAX_STACKED) == []  # 2 workers busy
+    store.finish(ids["batch_norm"], "finished")
+    assert store.claim_together(102, 2, _stack_key, MAX_STACKED) == [
+        ids["label_smoothing"],
+        ids["early_stopping"],
+    ]
+    assert all(store.get_run(i).status == RunStatus.RUNNING for i in first + [ids["label_smoothing"]])
+
+
+def test_runs_trained_together_are_recorded_each_as_it_ends(workspace, idx_dir):
+    store = workspace.store
+    runs = [TrainConfig.for_variant(name, epochs=2) for name in ("baseline", "dropout", "l2")]
+    ids = [store.enqueue(config, data_dir=str(idx_dir)) for config in runs]
+    claimed = store.claim_together(os.getpid(), 1, _stack_key, MAX_STACKED)
+    assert claimed == ids
+    store.request_stop(ids[1])  # before its first batch: nothing to keep
+    with Heartbeat(store, worker_pid=os.getpid()) as heartbeat:
+        results = execute_together(workspace, claimed, heartbeat=heartbeat)
+    assert [r.status for r in results] == ["finished", "stopped", "finished"]
+    recorded = [store.get_run(i) for i in ids]
+    assert [r.status for r in recorded] == [RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FINISHED]
+    assert recorded[0].checkpoint and recorded[2].checkpoint and recorded[1].checkpoint is None
+    assert recorded[0].epochs_completed == 2 and recorded[0].test_accuracy == results[0].test_accuracy
+    splits = data.make_splits(data.load_raw(idx_dir))
+    assert_same_run(results[2], train(runs[2], splits))
