@@ -205,10 +205,6 @@ class _MeanOfBlock(torch.autograd.Function):
         n, channels, h, w = grad.shape
         if ctx.nchw:  # the same quarter for each of the 4 pixels, as one broadcast copy
             return grad.mul(0.25).unsqueeze(1).expand(n, 4, channels, h, w).reshape(n, 4 * channels, h, w)
-        if channels > 6:  # a stack of models (lenet.stacked): a broadcast copy, faster there, and a
-            # matrix product would mix the models (0 x NaN is NaN): one diverging would end them all
-            quarter = grad.permute(0, 2, 3, 1).mul(0.25).unsqueeze(3)
-            return quarter.expand(n, h, w, 4, channels).reshape(n, h, w, 4 * channels).permute(0, 3, 1, 2)
         spread = torch.eye(channels, dtype=grad.dtype).repeat(1, 4).mul_(0.25)  # (C, 4 x C)
         grad_y = torch.mm(grad.permute(0, 2, 3, 1).reshape(n * h * w, channels), spread)
         return grad_y.view(n, h, w, 4 * channels).permute(0, 3, 1, 2)

@@ -243,15 +243,13 @@ class _Stacked:
     def __init__(self, tasks: list[TrainTask], device: torch.device):
         from .stacked import StackedLeNet5  # noqa: PLC0415 (only runs that train together need it)
 
-        models, rates, rngs = [], [], []
+        models, rngs = [], []
         for task in tasks:
             models.append(_seeded_model(task.config, task.init_state))
-            dropout = [m.p for m in models[-1].modules() if isinstance(m, nn.Dropout)]
-            rates.append(dropout[0] if dropout else 0.0)
             rngs.append(torch.Generator().set_state(torch.get_rng_state()))  # as nn.Dropout's, alone
         self.configs = [task.config for task in tasks]
         self.device = device
-        self.stack = StackedLeNet5(models, rates, rngs)
+        self.stack = StackedLeNet5(models, [c.weight_decay for c in self.configs], rngs)
         self.optimizer = _make_optimizer(self.stack.parameters(), self.configs[0].lr, 0.0, device)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +262,7 @@ class _Stacked:
         )
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each model's weights have their own loss's gradient only
-        self.stack.weight_decay_([c.weight_decay for c in self.configs])
+        self.stack.add_weight_decay()
         self.optimizer.step()
         return logits.detach(), losses.detach()
 

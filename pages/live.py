@@ -31,10 +31,12 @@ def progress_bars() -> None:
     if not runs:
         return
     teacher = ui.is_teacher()
-    for run in active:
-        if run.status != RunStatus.RUNNING:
-            continue
-        bar, stop = st.columns([6, 1], vertical_alignment="center")
+    training = [run for run in active if run.status == RunStatus.RUNNING]
+    # Runs that see the same batches train together, several at once: in an experiment of more
+    # than two runs the bars go two to a row, so that the charts below stay in sight on a laptop.
+    halves = st.columns(2) if len(runs) > 2 else [st.container()]
+    for i, run in enumerate(training):
+        bar, stop = halves[i % len(halves)].columns([5, 1], vertical_alignment="center")
         ui.progress_bar(experiment_id, feed.progress_row(run), bar)
         if teacher and not run.stop_requested:
             stop.button(
