@@ -595,8 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "worker",
-        help="train queued runs until the queue is empty (one run at a time; $LENET_PARALLEL_RUNS "
-        "runs at once over all workers, $LENET_THREADS_PER_RUN threads each)",
+        help="train queued runs until the queue is empty (one run at a time, or runs that see the "
+        "same batches together; $LENET_PARALLEL_RUNS workers train at once, $LENET_THREADS_PER_RUN "
+        "threads each)",
     )
     p.add_argument(
         "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
