@@ -46,7 +46,7 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    parallel_runs: int  # runs training at once, over all workers
+    parallel_runs: int  # processes training at once, each one run or a stack of runs
     threads_per_run: int  # torch intra-op threads of each
 
     @classmethod
@@ -69,8 +69,9 @@ class PoolSettings:
         return cls(parallel, threads)
 
     def threads_for(self, work_left: int) -> int:
-        """Threads for one run while `work_left` runs are queued or training: its share of the
-        pool's cores (all of them for a run alone, which would otherwise leave cores idle)."""
+        """Threads for one process's run(s) while `work_left` runs are queued or processes train
+        (`Store.work_left`): its share of the pool's cores (all of them for the last work left,
+        which would otherwise leave cores idle)."""
         cores = self.parallel_runs * self.threads_per_run
         return max(self.threads_per_run, cores // max(1, min(work_left, self.parallel_runs)))
 
