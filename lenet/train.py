@@ -28,6 +28,7 @@ from .config import (  # noqa: F401 (re-exported: the training API)
     check_train_limit,
 )
 from .models import LeNet5, create_model
+from .stacked import StackedLeNet5
 from .variants import get_variant
 
 
@@ -241,8 +242,6 @@ class _Stacked:
     weights, gradients, Adam state and dropout masks are its own, as if it trained alone."""
 
     def __init__(self, tasks: list[TrainTask], device: torch.device):
-        from .stacked import StackedLeNet5  # noqa: PLC0415 (only runs that train together need it)
-
         models, rngs = [], []
         for task in tasks:
             models.append(_seeded_model(task.config, task.init_state))
