@@ -27,7 +27,7 @@ from .artifacts import list_checkpoints
 from .models import create_model, list_models
 from .presets import PRESETS
 from .records import RunStatus
-from .train import TrainConfig, resolve_device, train
+from .train import TrainConfig, TrainTask, resolve_device, train_together
 from .worker import PoolSettings, available_cores, wait_for_runs
 from .workspace import Workspace
 
@@ -36,14 +36,21 @@ def _subset(split: data.Split, n: int) -> data.Split:
     return data.Split(split.images[:n], split.labels[:n])
 
 
+# Runs of the quick demo that the worker pool trains together, stacked (README, "Throughput")
+STACKED_DEMO_RUNS = ("baseline", "dropout", "l2")
+
+
 def ours_images_per_s(
     splits: data.Splits,
     steps: int,
     batch_size: int,
     device: str,
     variant: str = "baseline",
+    *,
+    stacked_with: tuple[str, ...] = (),
 ) -> float:
-    """Time our real training loop (`lenet.train.train`) over `steps` batches of one variant."""
+    """Time our real training loop (`lenet.train.train`) over `steps` batches of one variant, or
+    of it and `stacked_with` trained together (images/s of all of them)."""
     n = steps * batch_size
     subset = data.Splits(
         train=_subset(splits.train, n),
@@ -52,10 +59,28 @@ def ours_images_per_s(
         fingerprint=splits.fingerprint,
         source=splits.source,
     )
-    config = TrainConfig.for_variant(variant, epochs=1, batch_size=batch_size, device=device)
+    configs = [
+        TrainConfig.for_variant(v, epochs=1, batch_size=batch_size, device=device)
+        for v in (variant, *stacked_with)
+    ]
     started = time.perf_counter()
-    result = train(config, subset)
-    return n / (result.history[0].seconds if result.history else time.perf_counter() - started)
+    results = train_together([TrainTask(c) for c in configs], subset)
+    seconds = results[0].history[0].seconds if results[0].history else time.perf_counter() - started
+    return n * len(configs) / seconds
+
+
+def stacked_images_per_s(splits: data.Splits, steps: int, batch_size: int) -> tuple[float, float]:
+    """(images/s of STACKED_DEMO_RUNS trained together, of the same runs one after another), at
+    one thread: how the worker pool trains the quick demo on a laptop."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first, *others = STACKED_DEMO_RUNS
+        together = ours_images_per_s(splits, steps, batch_size, "cpu", first, stacked_with=tuple(others))
+        alone = [ours_images_per_s(splits, steps, batch_size, "cpu", v) for v in STACKED_DEMO_RUNS]
+    finally:
+        torch.set_num_threads(threads)
+    return together, len(alone) / sum(1 / speed for speed in alone)
 
 
 def training_flops_per_image(variant: str = "baseline") -> float:
@@ -183,6 +208,7 @@ def run_bench(
     variants = list_models()
     ours, notebook = [], []
     per_variant_rounds = {v: [] for v in variants}
+    stacked_rounds = []
     with tempfile.TemporaryDirectory(prefix="lenet-bench-") as tmp:
         loader = notebook_loader(write_torchvision_layout(raw, Path(tmp)), batch_size)
         # Warm-up: first calls pay for allocator growth and oneDNN kernel selection.
@@ -196,6 +222,8 @@ def run_bench(
                 per_variant_rounds[variant].append(
                     ours_images_per_s(splits, steps, batch_size, device_name, variant)
                 )
+            if device_name == "cpu":
+                stacked_rounds.append(stacked_images_per_s(splits, steps, batch_size))
             progress(f"round {r}/{rounds}: ours {ours[-1]:,.0f} img/s, notebook {notebook[-1]:,.0f} img/s")
     ours_median, notebook_median = statistics.median(ours), statistics.median(notebook)
     sgemm = sgemm_gflops()
@@ -206,6 +234,14 @@ def run_bench(
         per_variant.append(
             {"variant": variant, "images_per_s": speed, "gflops": gflops, "share_of_sgemm": gflops / sgemm}
         )
+    stacked = None
+    if stacked_rounds:
+        together, alone = (statistics.median(column) for column in zip(*stacked_rounds, strict=True))
+        stacked = {
+            "runs": list(STACKED_DEMO_RUNS),
+            "together_images_per_s": together,
+            "alone_images_per_s": alone,
+        }
     shipped = [c.path for c in list_checkpoints(pretrained_dir)]
     return {
         "ours_images_per_s": ours_median,
@@ -214,6 +250,7 @@ def run_bench(
         "ours_rounds": ours,
         "notebook_rounds": notebook,
         "variants": per_variant,
+        "stacked": stacked,
         "sgemm_gflops": sgemm,
         "steps": steps,
         "rounds": rounds,

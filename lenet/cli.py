@@ -395,6 +395,12 @@ def cmd_bench(args, workspace: Workspace) -> int:
             f"  {row['variant']:<15} {row['images_per_s']:>9,.0f} images/s  {row['gflops']:>6.1f} GFLOP/s"
             f"  ({100 * row['share_of_sgemm']:.0f}% of sgemm)"
         )
+    if stacked := result["stacked"]:
+        together, alone = stacked["together_images_per_s"], stacked["alone_images_per_s"]
+        print(
+            f"{', '.join(stacked['runs'])} at one thread, trained together: {together:,.0f} images/s "
+            f"in all, one after another: {alone:,.0f} ({together / alone:.2f}x)"
+        )
     if result["predict_ms"] is not None:
         print(
             f"image -> probabilities of all {result['predict_models']} shipped models: "

@@ -147,3 +147,6 @@ def test_bench_reports_both_pipelines(capsys, idx_dir):
         # gradients of every layer but conv1 (0.598): 2.264 MFLOP in all
         assert row["gflops"] == pytest.approx(row["images_per_s"] * 2.264e-3, rel=1e-3)
         assert row["share_of_sgemm"] == pytest.approx(row["gflops"] / result["sgemm_gflops"])
+    stacked = result["stacked"]  # as the pool trains the quick demo: stacked, at one thread
+    assert stacked["runs"] == ["baseline", "dropout", "l2"]
+    assert stacked["together_images_per_s"] > 0 and stacked["alone_images_per_s"] > 0

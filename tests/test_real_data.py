@@ -51,12 +51,13 @@ def test_the_quick_demo_teaches_overfitting_dropout_and_too_much_l2(real_raw):
     that designed it has the 3-seed means): the baseline memorizes its 1,000 images, dropout keeps
     the gap well under the baseline's while validating as well, and L2 at 0.01 underfits."""
     from lenet.presets import PRESETS
-    from lenet.train import make_run_splits, train
+    from lenet.train import TrainTask, make_run_splits, train_together
 
     configs = {c.variant: c for c in PRESETS["quick_demo"].configs(seed=0)}
     splits = make_run_splits(configs["baseline"], real_raw)
-    results = {v: train(configs[v], splits) for v in ("baseline", "dropout", "l2")}
-    base, dropout, l2 = results["baseline"], results["dropout"], results["l2"]
+    # trained together, as the worker pool trains them
+    tasks = [TrainTask(configs[v]) for v in ("baseline", "dropout", "l2")]
+    base, dropout, l2 = train_together(tasks, splits)
 
     def gap(result):
         return result.train_accuracy - result.val_accuracy
@@ -66,3 +67,23 @@ def test_the_quick_demo_teaches_overfitting_dropout_and_too_much_l2(real_raw):
     assert val_losses[-1] >= min(val_losses) + 0.03  # validation loss turned back up: the U-curve
     assert gap(dropout) <= 0.6 * gap(base) and dropout.val_accuracy >= base.val_accuracy - 0.005
     assert l2.train_accuracy <= base.train_accuracy - 0.05
+
+
+def test_on_real_data_a_stacked_run_is_the_run_alone(real_raw):
+    """The quick demo's runs, 5 of their 40 epochs: stacked or alone, the same numbers to float
+    tolerance (with the same dropout masks)."""
+    from lenet.presets import PRESETS
+    from lenet.train import TrainTask, make_run_splits, train, train_together
+
+    demo = PRESETS["quick_demo"].configs(seed=0, overrides={"epochs": 5})
+    configs = [c for c in demo if c.variant in ("dropout", "l2", "label_smoothing")]
+    splits = make_run_splits(configs[0], real_raw)
+    for together, config in zip(
+        train_together([TrainTask(c) for c in configs], splits), configs, strict=True
+    ):
+        alone = train(config, splits)
+        for mine, theirs in zip(together.history, alone.history, strict=True):
+            assert mine.val_loss == pytest.approx(theirs.val_loss, abs=1e-4)
+            assert mine.val_accuracy == pytest.approx(theirs.val_accuracy, abs=1e-3)  # 6 of 6,000
+            assert mine.train_accuracy == pytest.approx(theirs.train_accuracy, abs=1e-3)
+        assert together.test_accuracy == pytest.approx(alone.test_accuracy, abs=1e-3)
