@@ -55,6 +55,11 @@ _QUEUE_ORDER = """
         runs.created_at, runs.id
 """
 _NEXT_IN_QUEUE = _QUEUE_ORDER + " LIMIT 1"
+_LIVE_RUNNING = "FROM runs WHERE status = 'running' AND heartbeat_at >= ?"  # ?: the stale time
+_CLAIM = (  # a queued run starts: (now, now, worker pid, where it trains, run id)
+    "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
+    " attempts = attempts + 1, trained_on = ? WHERE id = ?"
+)
 
 
 class RunStateError(ValueError):
@@ -179,19 +184,14 @@ class Store:
         now = time.time()
         with self._transaction() as db:
             running = db.execute(
-                "SELECT COUNT(*) FROM runs WHERE status = 'running' AND heartbeat_at >= ?",
-                (now - heartbeat_timeout_s(),),
+                f"SELECT COUNT(*) {_LIVE_RUNNING}", (now - heartbeat_timeout_s(),)
             ).fetchone()[0]
             if running >= max_running:
                 return None
             row = db.execute(_NEXT_IN_QUEUE).fetchone()
             if row is None:
                 return None
-            db.execute(
-                "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
-                " attempts = attempts + 1, trained_on = ? WHERE id = ?",
-                (now, now, worker_pid, trained_on, row["id"]),
-            )
+            db.execute(_CLAIM, (now, now, worker_pid, trained_on, row["id"]))
             return row["id"]
 
     def claim_together(
@@ -202,10 +202,8 @@ class Store:
         `max_trainers` processes, at most `max_size`. None while `max_trainers` processes train."""
         now = time.time()
         with self._transaction() as db:
-            trainers = db.execute(
-                "SELECT COUNT(DISTINCT worker_pid) FROM runs WHERE status = 'running' AND heartbeat_at >= ?",
-                (now - heartbeat_timeout_s(),),
-            ).fetchone()[0]
+            live = (now - heartbeat_timeout_s(),)
+            trainers = db.execute(f"SELECT COUNT(DISTINCT worker_pid) {_LIVE_RUNNING}", live).fetchone()[0]
             queue = [row["id"] for row in db.execute(_QUEUE_ORDER).fetchall()]
             if trainers >= max_trainers or not queue:
                 return []
@@ -222,11 +220,7 @@ class Store:
                 )
                 share = math.ceil((1 + len(peers) + training) / max_trainers)
                 claimed += peers[: min(share, max_size) - 1]
-            db.executemany(
-                "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
-                " attempts = attempts + 1, trained_on = 'local' WHERE id = ?",
-                [(now, now, worker_pid, run_id) for run_id in claimed],
-            )
+            db.executemany(_CLAIM, [(now, now, worker_pid, "local", run_id) for run_id in claimed])
             return claimed
 
     def set_trained_on(self, run_id: int, where: str) -> None:
@@ -691,8 +685,8 @@ class Store:
         run, or several together), with a live heartbeat."""
         with self._connect() as db:
             return db.execute(
-                "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'queued') + (SELECT COUNT(DISTINCT"
-                " worker_pid) FROM runs WHERE status = 'running' AND heartbeat_at >= ?)",
+                "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'queued')"
+                f" + (SELECT COUNT(DISTINCT worker_pid) {_LIVE_RUNNING})",
                 (time.time() - heartbeat_timeout_s(),),
             ).fetchone()[0]
 

@@ -150,6 +150,7 @@ def test_a_worker_claims_its_share_of_the_runs_that_train_together(workspace, id
     second = store.claim_together(102, 2, _stack_key, MAX_STACKED)
     assert second == [ids["batch_norm"]]  # next in the queue, trains alone
     assert store.claim_together(103, 2, _stack_key, MAX_STACKED) == []  # 2 workers busy
+    assert store.work_left() == 3 + 2  # what shares the cores: 3 queued runs and 2 processes
     store.finish(ids["batch_norm"], "finished")
     assert store.claim_together(102, 2, _stack_key, MAX_STACKED) == [
         ids["label_smoothing"],
