@@ -31,6 +31,7 @@ from .train import (
     TrainConfig,
     TrainResult,
     TrainTask,
+    build_model,
     evaluate,
     make_run_splits,
     train,
@@ -286,12 +287,24 @@ def execute_together(
 ) -> list[TrainResult]:
     """Train runs the store marks as running, which share a `stack_key` and data, as one stacked
     network (`train_together`); each is recorded as soon as it ends, as `execute_run` records it.
-    One run failing is recorded as failed; the others train on."""
+    A run that fails, even before training (say, a warm start of another architecture), is
+    recorded as failed; the others train on. Returns the results of the runs that trained."""
     store = workspace.store
-    runs = [store.get_run(run_id) for run_id in run_ids]
     heartbeat.run_ids.update(run_ids)
+    runs, jobs = [], []
+    for run in map(store.get_run, run_ids):
+        try:
+            job = prepare_job(workspace, run)
+            if job.init_state is not None:  # its own error now, rather than its partners' later
+                build_model(job.config).load_state_dict(job.init_state)
+            runs.append(run)
+            jobs.append(job)
+        except Exception as e:
+            store.finish(run.id, "failed", message=f"{type(e).__name__}: {e}")
+            heartbeat.run_ids.discard(run.id)
     try:
-        jobs = [prepare_job(workspace, run) for run in runs]
+        if not runs:
+            return []
         splits = make_run_splits(runs[0].config, workspace.load_raw(runs[0].data_dir))
         with ExitStack() as watches:
             tasks = [
@@ -306,7 +319,7 @@ def execute_together(
                 for run, job in zip(runs, jobs, strict=True)
             ]
             return train_together(tasks, splits)
-    except Exception as e:  # before or outside any one run's training: all of them failed
+    except Exception as e:  # outside any one run's training (the data, say): all of them failed
         for run_id in heartbeat.run_ids & set(run_ids):
             store.finish(run_id, "failed", message=f"{type(e).__name__}: {e}")
         raise

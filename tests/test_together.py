@@ -175,3 +175,19 @@ def test_runs_trained_together_are_recorded_each_as_it_ends(workspace, idx_dir):
     assert recorded[0].epochs_completed == 2 and recorded[0].test_accuracy == results[0].test_accuracy
     splits = data.make_splits(data.load_raw(idx_dir))
     assert_same_run(results[2], train(runs[2], splits))
+
+
+def test_a_run_that_cannot_start_fails_alone_and_its_partners_train(workspace, idx_dir, tmp_path):
+    store = workspace.store
+    wrong = tmp_path / "batch_norm.pth"  # a warm start of another architecture
+    torch.save(_notebook_layout("batch_norm").state_dict(), wrong)
+    broken = TrainConfig.for_variant("baseline", epochs=1, init_from=str(wrong))
+    ids = [store.enqueue(c, data_dir=str(idx_dir)) for c in (broken, TrainConfig.for_variant("l2", epochs=1))]
+    claimed = store.claim_together(os.getpid(), 1, _stack_key, MAX_STACKED)
+    assert claimed == ids
+    with Heartbeat(store, worker_pid=os.getpid()) as heartbeat:
+        results = execute_together(workspace, claimed, heartbeat=heartbeat)
+    failed, trained = map(store.get_run, ids)
+    assert failed.status == RunStatus.FAILED and failed.checkpoint is None and failed.message
+    assert trained.status == RunStatus.FINISHED and trained.checkpoint
+    assert [r.config.variant for r in results] == ["l2"]
