@@ -60,7 +60,9 @@ class Run:
     experiment_id: int | None
     student_id: int | None  # a class round's run: who submitted it
     public_accuracy: float | None  # a round run's score on the round's public validation slice
-    trained_on: str | None  # "local", or "ray:<node address>" (lenet.cluster); None until it starts
+    # "local", "local, <K> together" (a stack: lenet.stacked), or "ray:<node address>"
+    # (lenet.cluster); None until it starts
+    trained_on: str | None
 
     @property
     def progress(self) -> float:

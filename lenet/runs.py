@@ -294,7 +294,7 @@ def execute_together(
     runs, jobs = [], []
     for run in map(store.get_run, run_ids):
         try:
-            job = prepare_job(workspace, run)
+            job = prepare_job(workspace, run, trained_on=run.trained_on)
             if job.init_state is not None:  # its own error now, rather than its partners' later
                 build_model(job.config).load_state_dict(job.init_state)
             runs.append(run)

@@ -220,7 +220,9 @@ class Store:
                 )
                 share = math.ceil((1 + len(peers) + training) / max_trainers)
                 claimed += peers[: min(share, max_size) - 1]
-            db.executemany(_CLAIM, [(now, now, worker_pid, "local", run_id) for run_id in claimed])
+            # why a run's time (s) is a stack's: "trained on" says with how many it trained
+            where = "local" if len(claimed) == 1 else f"local, {len(claimed)} together"
+            db.executemany(_CLAIM, [(now, now, worker_pid, where, run_id) for run_id in claimed])
             return claimed
 
     def set_trained_on(self, run_id: int, where: str) -> None:

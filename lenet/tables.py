@@ -25,7 +25,7 @@ SCORES = {
     "gap": "gap (train − val) %",
 }
 TIME = {"train_seconds": "time (s)"}
-WHERE = {"trained_on": "trained on"}  # "local", or a Ray node
+WHERE = {"trained_on": "trained on"}  # "local", "local, 3 together" (stacked) or a Ray node
 PERCENT_COLUMNS = tuple(SCORES.values())
 NUMBER_COLUMNS = (*PERCENT_COLUMNS, *TIME.values())
 
@@ -36,7 +36,7 @@ def run_table(runs: pd.DataFrame, every_setting: bool = True) -> pd.DataFrame:
     settings = [
         c for c in CONFIG_COLUMNS if every_setting or runs[c].astype(str).nunique() > 1 or c == "epochs"
     ]
-    # where they trained: on a screen only once some run trained elsewhere than here
+    # where they trained: on a screen only once some run trained elsewhere than here, or stacked
     where = WHERE if every_setting or set(runs["trained_on"].dropna()) - {"local"} else {}
     labels = RUN_FACTS | {c: KNOBS[c].label.lower() for c in settings} | SCORES | TIME | where
     table = runs[list(labels)].rename(columns=labels)

@@ -6,9 +6,10 @@ import os
 import pytest
 import torch
 
-from lenet import data
-from lenet.records import RunStatus
+from lenet import catalog, data
+from lenet.records import RunStatus, runs_frame
 from lenet.runs import Heartbeat, execute_together
+from lenet.tables import run_table
 from lenet.train import TrainConfig, TrainTask, stack_key, train, train_together
 from lenet.worker import MAX_STACKED, _stack_key
 from tests.test_notebook_compat import _notebook_layout
@@ -173,6 +174,10 @@ def test_runs_trained_together_are_recorded_each_as_it_ends(workspace, idx_dir):
     assert [r.status for r in recorded] == [RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FINISHED]
     assert recorded[0].checkpoint and recorded[2].checkpoint and recorded[1].checkpoint is None
     assert recorded[0].epochs_completed == 2 and recorded[0].test_accuracy == results[0].test_accuracy
+    # a stacked run's time is the stack's: where it trained says so, in the store and the checkpoint
+    assert {r.trained_on for r in recorded} == {"local, 3 together"}
+    assert catalog.read_metadata(recorded[0].checkpoint)["trained_on"] == "local, 3 together"
+    assert "trained on" in run_table(runs_frame(recorded), every_setting=False).columns
     splits = data.make_splits(data.load_raw(idx_dir))
     assert_same_run(results[2], train(runs[2], splits))
 
