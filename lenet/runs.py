@@ -260,19 +260,13 @@ def _train_here(workspace, run, splits, on_step, on_epoch, extra_stop) -> TrainR
     job = prepare_job(workspace, run)
     splits = splits or make_run_splits(run.config, workspace.load_raw(run.data_dir))
 
-    def step(metrics: StepMetrics) -> None:
-        store.record_step(run_id, metrics)
-        if on_step:
-            on_step(metrics)
-
-    def epoch(metrics: EpochMetrics) -> None:
-        store.record_epoch(run_id, metrics)
-        if on_epoch:
-            on_epoch(metrics)
-
     with store.stop_watch(run_id) as stop_requested:
         trained = train_job(
-            job, splits, on_step=step, on_epoch=epoch, should_stop=lambda: extra_stop() or stop_requested()
+            job,
+            splits,
+            on_step=partial(_recorded, store.record_step, run_id, on_step),
+            on_epoch=partial(_recorded, store.record_epoch, run_id, on_epoch),
+            should_stop=lambda: extra_stop() or stop_requested(),
         )
     record_trained(workspace, run, trained)
     return trained.result
@@ -311,7 +305,7 @@ def execute_together(
                 TrainTask(
                     job.config,
                     on_step=partial(store.record_step, run.id),
-                    on_epoch=partial(_record_epoch, store, run.id, on_epoch),
+                    on_epoch=partial(_recorded, store.record_epoch, run.id, on_epoch),
                     should_stop=watches.enter_context(store.stop_watch(run.id)),
                     init_state=job.init_state,
                     on_end=partial(_record_ended, workspace, run, job, splits, heartbeat),
@@ -327,10 +321,11 @@ def execute_together(
         heartbeat.run_ids.difference_update(run_ids)
 
 
-def _record_epoch(store: Store, run_id: int, on_epoch, metrics: EpochMetrics) -> None:
-    store.record_epoch(run_id, metrics)
-    if on_epoch:
-        on_epoch(metrics)
+def _recorded(record: Callable, run_id: int, then: Callable | None, metrics) -> None:
+    """Progress into the store (`record`: Store.record_step or record_epoch), then to `then`."""
+    record(run_id, metrics)
+    if then:
+        then(metrics)
 
 
 def _record_ended(workspace, run: Run, job: RunJob, splits, heartbeat: Heartbeat, result: TrainResult):
