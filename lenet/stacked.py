@@ -144,16 +144,17 @@ class StackedLeNet5(nn.Module):
         return stacked
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Model k's weights as its LeNet5 state_dict (copies)."""
-        template = self.templates[k]
-        state = {key: value.clone() for key, value in template.state_dict().items()}
+        """Model k's weights as its LeNet5 state_dict (copies; no batch norm, so nothing else)."""
+        state = {}
         c1, c2 = len(self.conv1_w) // self.size, len(self.conv2_w) // self.size
         tensors = [
             (self.conv1_w[k * c1 : (k + 1) * c1], self.conv1_b[k * c1 : (k + 1) * c1]),
             (self.conv2_w[k * c2 : (k + 1) * c2], self.conv2_b[k * c2 : (k + 1) * c2]),
             *((self.fc[2 * i][k], self.fc[2 * i + 1][k]) for i in range(3)),
         ]
-        for (weight_key, bias_key), (weight, bias) in zip(_state_keys(template), tensors, strict=True):
+        for (weight_key, bias_key), (weight, bias) in zip(
+            _state_keys(self.templates[k]), tensors, strict=True
+        ):
             state[weight_key] = weight.detach().contiguous().clone()
             state[bias_key] = bias.detach().clone()
         return state

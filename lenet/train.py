@@ -233,9 +233,6 @@ class _Alone:
     def eval_model(self, index: int) -> nn.Module:
         return self.model
 
-    def keep(self, indices: list[int]) -> None:
-        pass  # a run alone has ended: nothing else trains
-
 
 class _Stacked:
     """Several runs of one `stack_key` as one `StackedLeNet5` under one fused Adam: each model's
@@ -300,7 +297,6 @@ class _Member:
         self.kept_state: dict[str, torch.Tensor] | None = None
         self.total_steps = steps_per_epoch * task.config.epochs
         self.log_every = log_every or default_log_interval(self.total_steps)
-        self.error: Exception | None = None
         self.ended = False
         self.device = device
 
@@ -380,7 +376,7 @@ class _Member:
         try:
             callback(*args)
         except Exception as e:
-            self.error = e
+            self.result.error = e
             self.end("failed", f"{type(e).__name__}: {e}")
 
     def end(self, status: str, message: str = "") -> None:
@@ -403,7 +399,9 @@ def train(
     of the last completed epoch. A non-finite loss ends the run as diverged. An error raised by a
     callback is raised again, once training has stopped.
     """
-    task = TrainTask(config, on_step, on_epoch, should_stop, init_state)
+    task = TrainTask(
+        config, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, init_state=init_state
+    )
     (result,) = train_together([task], splits, log_every=log_every)
     if result.error is not None:
         raise result.error
@@ -442,7 +440,7 @@ def train_together(
         if not any(member.ended for member in active):
             return
         still = [i for i, member in enumerate(active) if not member.ended]
-        if still:
+        if still:  # (a run alone has none left)
             engine.keep(still)
         for member in active:
             if member.ended:
@@ -498,7 +496,6 @@ def train_together(
 def _finish(member: _Member, splits: data.Splits, started: float) -> None:
     """An ended run's final model (its kept epoch) and its one look at the test set."""
     result = member.result
-    result.error = member.error
     if member.kept_state is not None and result.status not in ("diverged", "failed"):
         model = build_model(member.config)
         model.load_state_dict(member.kept_state)
