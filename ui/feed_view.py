@@ -112,10 +112,11 @@ const ROLES = {
     bar.refresh(data);
     return bar;
   },
-  charts(element, data) {
+  charts(element, data, setTriggerValue, poller) {
     const boxes = data.keys.map(() => {
       const box = document.createElement("div");
       box.className = "live-chart";
+      box.addEventListener("insight", () => poller.now());  // scrolled to: its figure at once
       element.appendChild(box);
       return box;
     });
@@ -123,7 +124,9 @@ const ROLES = {
       kind: data.kind,
       revision: null,
       last: -Infinity,
-      due: (now) => now - charts.last >= data.every_ms - 100,
+      // A pair out of sight (the per-step charts below the fold) is not asked for: the server
+      // builds no figure and the tab parses none, until one of them comes into sight.
+      due: (now) => boxes.some(inSight) && now - charts.last >= data.every_ms - 100,
       refresh(next) {
         data = next;
         charts.update({ charts: { [data.kind]: data.figures } }, performance.now());
@@ -176,7 +179,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
   } else {
     element.replaceChildren();
     element.className = `feed feed-${data.role}`;
-    entry = { role: data.role, poller: p, subscriber: ROLES[data.role](element, data, setTriggerValue) };
+    entry = { role: data.role, poller: p, subscriber: ROLES[data.role](element, data, setTriggerValue, p) };
     mounted.set(element, entry);
   }
   p.pace = data.pace;
