@@ -230,6 +230,9 @@ def test_a_live_tab_opened_before_a_run_starts_shows_it_training_without_a_reloa
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         open_and_check(page, f"{url}/live", "Live")
         assert page.get_by_text("Nothing has been trained yet").count() == 1
+        # no chart yet, but the chart library is loaded while nothing trains
+        page.wait_for_function("() => window.Plotly !== undefined", timeout=10_000)
+        assert page.locator(".js-plotly-plot").count() == 0
         store = Workspace(tmp_path / "home").store
         run_id = store.enqueue(TrainConfig.for_variant("dropout", epochs=3), name="late dropout")
         store.claim_next(os.getpid())  # it starts training
