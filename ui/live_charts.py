@@ -60,8 +60,9 @@ function streamlitLook(element) {
   // colours only: sizes follow the figure's font (larger on the projector). The margins make room
   // for every tick label, so none can overflow the chart: plotly's default check of that measured
   // each label once per label, at every redraw (a tenth of a redraw's CPU).
-  const axis = { gridcolor: grid, zerolinecolor: grid, tickcolor: grid, automargin: true, ticklabeloverflow: "allow",
-                 tickfont: { color: text(0.6) }, title: { font: { color: text(0.6) } } };
+  const axis = { gridcolor: grid, zerolinecolor: grid, tickcolor: grid, automargin: true,
+                 ticklabeloverflow: "allow", tickfont: { color: text(0.6) },
+                 title: { font: { color: text(0.6) } } };
   return {
     font: { family: style.fontFamily, color: text(0.8), size: 12 },
     title: { x: 0, xanchor: "left", font: { color: text(1), size: 16, weight: 600 },
