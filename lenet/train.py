@@ -227,9 +227,6 @@ class _Alone:
         self.optimizer.step()
         return logits.detach().unsqueeze(0), loss.detach().unsqueeze(0)
 
-    def model_state(self, index: int) -> dict[str, torch.Tensor]:
-        return copy.deepcopy(self.model.state_dict())
-
     def eval_model(self, index: int) -> nn.Module:
         return self.model
 
@@ -262,10 +259,8 @@ class _Stacked:
         self.optimizer.step()
         return logits.detach(), losses.detach()
 
-    def model_state(self, index: int) -> dict[str, torch.Tensor]:
-        return self.stack.model_state(index)
-
     def eval_model(self, index: int) -> nn.Module:
+        """Model `index` as a `LeNet5` of its own, for its validation and its kept weights."""
         model = build_model(self.configs[index])
         model.load_state_dict(self.stack.model_state(index))
         return model.to(self.device)
@@ -350,13 +345,14 @@ class _Member:
         self.window_correct.zero_()
         self.window_count = 0
 
-    def end_epoch(self, metrics: EpochMetrics, state: Callable[[], dict[str, torch.Tensor]]) -> None:
+    def end_epoch(self, metrics: EpochMetrics, model: nn.Module) -> None:
+        """The epoch's metrics, scored by `model` (the run's weights now)."""
         result = self.result
         result.history.append(metrics)
         # Keep the last epoch, or with early stopping the one of lowest validation loss so far.
         if self.config.patience is None or result.kept is None or metrics.val_loss < result.kept.val_loss:
             result.kept_epoch = metrics.epoch
-            self.kept_state = state()
+            self.kept_state = copy.deepcopy(model.state_dict())
         self.call(self.task.on_epoch, metrics)
         if self.ended:
             return
@@ -476,7 +472,8 @@ def train_together(
         if not active:
             break
         for index, member in enumerate(active):
-            val_loss, val_accuracy = validate(engine.eval_model(index), val_split)
+            model = engine.eval_model(index)
+            val_loss, val_accuracy = validate(model, val_split)
             train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
             metrics = EpochMetrics(
                 epoch=epoch,
@@ -488,7 +485,7 @@ def train_together(
                 val_accuracy=val_accuracy,
                 seconds=time.perf_counter() - epoch_started,
             )
-            member.end_epoch(metrics, lambda index=index: engine.model_state(index))
+            member.end_epoch(metrics, model)
         settle()
     return [member.result for member in members]
 
