@@ -23,6 +23,7 @@ from .errors import DataError, ImageError, ReproduceError
 from .records import Run, RunStatus, runs_frame
 from .store import RunStateError
 from .variants import UnknownVariantError, list_models
+from .worker import STANDBY_S
 from .workspace import Workspace
 
 EXIT_USAGE = 2
@@ -173,7 +174,9 @@ def cmd_worker(args, workspace: Workspace) -> int:
         pool = PoolSettings.from_env()
     except ValueError as e:
         raise UsageError(str(e)) from None
-    done = run_worker(workspace, pool=pool, idle_exit_s=args.idle_exit, poll_s=args.poll)
+    done = run_worker(
+        workspace, pool=pool, idle_exit_s=args.idle_exit, poll_s=args.poll, standby=args.standby
+    )
     print(f"worker {os.getpid()}: queue empty, exiting after {done} run(s)", file=sys.stderr)
     return 0
 
@@ -609,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, default=60.0, help="exit after the queue is empty this long (s)"
     )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="warm up first, then wait for work while the process that started this one lives and has "
+        f"asked for its pool in the last {STANDBY_S // 60} minutes (the dashboard keeps its pool so)",
+    )
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser(

@@ -166,6 +166,15 @@ def _make_optimizer(params, lr: float, weight_decay: float, device: torch.device
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
+def warm_up() -> None:
+    """Import now what a run's first epoch would (a standby worker's start-up, lenet.worker):
+    torchmetrics, which loads torchvision and through it torch._dynamo, and the optimizer, whose
+    first parameter group imports torch._dynamo too: 2-3 s of CPU together."""
+    from torchmetrics.functional.classification import multiclass_accuracy  # noqa: F401
+
+    _make_optimizer([nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0, device=torch.device("cpu"))
+
+
 def _seeded_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | None) -> nn.Module:
     """The run's model, initialized from its seed (or its warm start); leaves the global RNG where
     its dropout masks start."""

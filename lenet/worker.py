@@ -7,6 +7,12 @@ time, or several queued runs that see the same batches together as one stacked n
 that limit whoever started them. `ensure_workers` tops the pool up; the dashboard and
 `reproduce` call it after queuing runs.
 
+While the dashboard is looked at it keeps the pool started and warm (`ensure_workers(standby=True)`):
+a worker's start-up, importing torch, torchmetrics and torch._dynamo, takes 3.5-5 s of CPU
+before its first batch, which is 4 s of a 45 s quick demo on 2 cores (README, "Throughput"). A
+warm worker has paid it before the teacher's click, and waits for work while the dashboard's
+server that started it lives, until no one has looked at the dashboard for `STANDBY_S`.
+
 Why several single-threaded runs rather than one run on every core: LeNet-5's small convolutions
 scale poorly across threads, so two runs at one thread each train more images per second in total
 than one run on two threads (measured on 2 cores: see README, "Throughput"). A run left alone at
@@ -33,6 +39,15 @@ WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a sch
 ENV_PARALLEL = "LENET_PARALLEL_RUNS"
 ENV_THREADS = "LENET_THREADS_PER_RUN"
 ENV_RAY_ADDRESS = "LENET_RAY_ADDRESS"
+ENV_STANDBY = "LENET_STANDBY_WORKERS"  # "0": the dashboard starts workers only when it queues runs
+# A warm worker waits for work until the dashboard that started it has not been looked at for this
+# long: a lesson's pauses (the teacher on their slides), not a day.
+STANDBY_S = 15 * 60
+
+
+def standby_wanted() -> bool:
+    """Whether the dashboard keeps its pool warm ($LENET_STANDBY_WORKERS, on unless "0")."""
+    return os.environ.get(ENV_STANDBY, "1") != "0"
 
 
 def ray_address() -> str | None:
@@ -96,9 +111,16 @@ def run_worker(
     pool: PoolSettings | None = None,
     idle_exit_s: float = 60.0,
     poll_s: float = 1.0,
+    standby: bool = False,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
 ) -> int:
-    """Claim and train queued runs until the queue has been empty for `idle_exit_s`; return runs done."""
+    """Claim and train queued runs until the queue has been empty for `idle_exit_s`; return runs done.
+
+    `standby`: warm up first (`train.warm_up`), then wait for work while the process that started
+    this one (the dashboard's server) lives and has been looked at in the last `STANDBY_S`
+    (`ensure_workers(standby=True)`); after that, `idle_exit_s` as any worker."""
+    os.nice(WORKER_NICENESS)  # first: a warm-up at the dashboard's start yields to its first page
+    parent = os.getppid()
     # Here, not at the top: queuing runs and starting workers (`preset`, the dashboard) need no
     # torch, so the workers start ~2 s sooner after a launch.
     import torch
@@ -108,18 +130,27 @@ def run_worker(
     pool = pool or PoolSettings.from_env()
     store = workspace.store
     torch.set_num_threads(pool.threads_per_run)
-    os.nice(WORKER_NICENESS)
     pid = os.getpid()
     store.register_worker(pid)
     done = 0
+
+    def standing_by() -> bool:
+        # the parent gone, this process is adopted by init (or a subreaper): no one to stand by for
+        return standby and os.getppid() == parent and _since_looked_at(workspace) < STANDBY_S
+
     try:
         with Heartbeat(store, worker_pid=pid) as heartbeat:
+            if standby:
+                from .train import warm_up
+
+                warm_up()
+                log(f"worker {pid}: warm, standing by for the dashboard (pid {parent})")
             idle_since = time.monotonic()
             while True:
                 store.mark_interrupted()
                 run_ids = store.claim_together(pid, pool.parallel_runs, _stack_key, MAX_STACKED)
                 if not run_ids:
-                    if time.monotonic() - idle_since > idle_exit_s:
+                    if time.monotonic() - idle_since > idle_exit_s and not standing_by():
                         break
                     time.sleep(poll_s)
                     continue
@@ -146,10 +177,29 @@ def run_worker(
     return done
 
 
-def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> list[int]:
+def _since_looked_at(workspace: Workspace) -> float:
+    """Seconds since the dashboard was last looked at (`ensure_workers(standby=True)`)."""
+    try:
+        return time.time() - workspace.standby_mark.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def ensure_workers(
+    workspace: Workspace, pool: PoolSettings | None = None, *, standby: bool = False
+) -> list[int]:
     """Start detached `python -m lenet worker` processes until the pool can train every queued run
     (up to `parallel_runs` workers in all), or with $LENET_RAY_ADDRESS one `python -m lenet
-    dispatch` that trains them on the cluster (lenet.cluster). Returns the pids started, often none."""
+    dispatch` that trains them on the cluster (lenet.cluster). Returns the pids started, often none.
+
+    `standby` (the dashboard, whenever it is looked at): the whole pool, queued runs or not, as warm
+    workers that wait for work while this process lives and calls this again within `STANDBY_S`
+    (`run_worker`). Not for a cluster, whose nodes start their own."""
+    if standby:
+        if ray_address():
+            return []
+        workspace.home.mkdir(parents=True, exist_ok=True)
+        workspace.standby_mark.touch()
     pool = pool or PoolSettings.from_env()
     store = workspace.store
     live = set(store.live_workers())
@@ -157,11 +207,13 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
     if ray_address():
         if importlib.util.find_spec("ray") is None:
             raise RuntimeError(f"${ENV_RAY_ADDRESS} is set but Ray is not installed here: run `make ray`")
-        command, wanted = "dispatch", int(queued > 0 and not live)
+        command, wanted = ["dispatch"], int(queued > 0 and not live)
+    elif standby:
+        command, wanted = ["worker", "--standby"], pool.parallel_runs - len(live)
     else:
         busy = live & {run.worker_pid for run in store.list_runs((RunStatus.RUNNING,))}
         # idle live workers will take queued runs themselves; start workers only for the rest
-        command, wanted = "worker", min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
+        command, wanted = ["worker"], min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
     started = []
     workspace.home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -173,7 +225,7 @@ def ensure_workers(workspace: Workspace, pool: PoolSettings | None = None) -> li
     for _ in range(max(0, wanted)):
         with open(workspace.worker_log, "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "lenet", command],
+                [sys.executable, "-m", "lenet", *command],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

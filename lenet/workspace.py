@@ -51,6 +51,11 @@ class Workspace:
     def worker_log(self) -> Path:
         return self.home / "worker.log"
 
+    @property
+    def standby_mark(self) -> Path:
+        """Touched whenever the dashboard is looked at: its warm workers wait while it is recent."""
+        return self.home / "standby"
+
     @cached_property
     def store(self) -> Store:
         """Opened (and migrated) once per workspace; every read after that is lock-free."""

@@ -18,6 +18,7 @@ from lenet import data, experiments
 from lenet.records import RunStatus
 from lenet.runs import execute_run
 from lenet.train import TrainConfig
+from lenet.worker import ENV_STANDBY
 from lenet.workspace import Workspace
 
 STEMS = {
@@ -62,9 +63,11 @@ def make_dataset_dir(directory: Path, n_train: int = 600, n_test: int = 200, com
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """Every test gets its own artifacts home and no ambient dataset settings."""
+    """Every test gets its own artifacts home and no ambient dataset settings, and a dashboard
+    (AppTest's or a served one) starts no warm workers unless the test asks for them."""
     home = tmp_path / "home"
     monkeypatch.setenv("LENET_HOME", str(home))
+    monkeypatch.setenv(ENV_STANDBY, "0")
     monkeypatch.delenv(data.ENV_DIR, raising=False)
     monkeypatch.delenv(data.ENV_DOWNLOAD, raising=False)
     return home

@@ -20,6 +20,7 @@ from lenet.config import EpochMetrics, StepMetrics
 from lenet.models import create_model
 from lenet.records import RunStatus, runs_frame
 from lenet.train import TrainConfig
+from lenet.worker import ENV_STANDBY
 from lenet.workspace import REPO_ROOT, Workspace
 
 from conftest import finished_weight_decay_sweep, free_port, make_dataset_dir, train_queued, wait_until
@@ -68,6 +69,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
     home = root / "home"
     data_dir = make_dataset_dir(root / "fmnist")
     env = {**os.environ, "LENET_HOME": str(home), "FASHION_MNIST_DIR": str(data_dir)}
+    env[ENV_STANDBY] = "0"  # workers start when a test queues runs, as they did before warm pools
     if prepare is not None:
         prepare(Workspace(home), data_dir)
     # one saved model of our own, so the sandbox has a model even without the shipped ones

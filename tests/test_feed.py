@@ -3,6 +3,7 @@ is sent again, when the page must rerun, and what it makes of a forged query."""
 
 import json
 import os
+import time
 
 import pytest
 import streamlit as st
@@ -14,6 +15,8 @@ from lenet.records import RunStatus
 from lenet.train import TrainConfig
 from ui import feed
 from ui.shared import _shared_views
+
+from conftest import wait_until
 
 
 @pytest.fixture
@@ -143,3 +146,21 @@ def test_lives_view_is_read_from_the_store_not_from_an_older_shared_view(store):
     now = feed.on_screen(None)
     assert [run.id for run in now.runs] == [run_id]
     assert json.loads(feed.runs_key(now))[1] == [run_id]  # queued
+
+
+def test_polls_keep_the_worker_pool_warm_at_most_once_per_check(store, monkeypatch):
+    """An open tab polls every few seconds, on every page: the dashboard is being looked at, so its
+    worker pool stays warm (ui.actions.keep_pool_warm), however many tabs and polls there are."""
+    asked = []
+    monkeypatch.setattr(ui.actions, "start_workers", lambda workspace, standby=False: asked.append(standby))
+    monkeypatch.setitem(ui.actions._standby, "checked", -ui.actions.STANDBY_CHECK_S)
+    monkeypatch.setattr(ui.actions, "STANDBY_DELAY_S", 0.0)
+    monkeypatch.setenv("LENET_STANDBY_WORKERS", "1")
+    before = store.revision()
+    for _ in range(20):  # a room's worth of polls within a second
+        _get(feed.ROUTES[1].endpoint, "")
+        _get(feed.ROUTES[0].endpoint, "experiment=1")
+    wait_until(lambda: asked, timeout=10)
+    time.sleep(0.5)
+    assert asked == [True]
+    assert store.revision() == before

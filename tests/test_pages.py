@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from lenet.presets import PRESETS
 from lenet.records import runs_frame
 from lenet.train import TrainConfig
 
-from conftest import finished_weight_decay_sweep, train_in_process, train_queued
+from conftest import finished_weight_decay_sweep, train_in_process, train_queued, wait_until
 
 PAGES = [page.path for page in ui.PAGES]
 
@@ -92,6 +93,23 @@ def test_every_page_loads_without_exception_on_an_empty_store(page, isolated_hom
 def test_every_page_loads_without_exception_on_a_seeded_store(page, seeded):
     app = open_page(page)
     assert not app.exception, app.exception
+
+
+def test_a_drawn_page_keeps_the_worker_pool_warm_unless_that_is_turned_off(isolated_home, monkeypatch):
+    asked = []
+    monkeypatch.setattr(ui.actions, "start_workers", lambda workspace, standby=False: asked.append(standby))
+    monkeypatch.setitem(ui.actions._standby, "checked", -ui.actions.STANDBY_CHECK_S)
+    monkeypatch.setattr(ui.actions, "STANDBY_DELAY_S", 0.0)
+    monkeypatch.setenv("LENET_STANDBY_WORKERS", "1")
+    open_page("pages/live.py")
+    wait_until(lambda: asked, timeout=10)
+    time.sleep(0.5)
+    assert asked == [True]  # the home page drawn first, then Live within the same 10 s: once
+    monkeypatch.setitem(ui.actions._standby, "checked", -ui.actions.STANDBY_CHECK_S)
+    monkeypatch.setenv("LENET_STANDBY_WORKERS", "0")
+    open_page("pages/home.py")
+    time.sleep(0.5)
+    assert asked == [True]
 
 
 def test_submitting_the_form_enqueues_that_config(isolated_home, worker_requests):

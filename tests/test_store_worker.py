@@ -20,7 +20,7 @@ from lenet.runs import execute_run
 from lenet.schema import MIGRATIONS
 from lenet.store import RunStateError, Store
 from lenet.train import TrainConfig
-from lenet.worker import PoolSettings, ensure_workers
+from lenet.worker import STANDBY_S, PoolSettings, ensure_workers
 
 from conftest import wait_until
 
@@ -356,6 +356,60 @@ def test_ensure_workers_fills_the_pool_only_as_far_as_needed(workspace, store, w
     assert log.count("training run") == 3
     for pid in workspace.store.live_workers():  # they would idle for a minute before leaving
         os.kill(pid, signal.SIGTERM)
+
+
+def test_the_dashboards_standby_pool_is_the_whole_pool_with_nothing_queued(
+    workspace, store, worker_env, monkeypatch
+):
+    pool = PoolSettings(parallel_runs=2, threads_per_run=1)
+    started = ensure_workers(workspace, pool, standby=True)
+    try:
+        assert len(started) == 2  # nothing queued, and yet the whole pool
+        for pid in started:
+            assert "--standby" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        assert ensure_workers(workspace, pool, standby=True) == []  # it is there already
+        assert time.time() - workspace.standby_mark.stat().st_mtime < 5  # looked at just now
+        monkeypatch.setenv("LENET_RAY_ADDRESS", "127.0.0.1:1")
+        assert ensure_workers(workspace, pool, standby=True) == []  # a cluster's nodes start their own
+    finally:
+        for pid in started:
+            os.kill(pid, signal.SIGTERM)
+
+
+def test_standby_workers_wait_warm_while_the_dashboard_lives_and_is_looked_at(workspace, store, worker_env):
+    """The dashboard's warm pool: a worker started with --standby warms up and outwaits its idle
+    exit while the process that started it lives and the dashboard has been looked at lately; it
+    trains what is queued then, and leaves once either is no longer so."""
+    workspace.home.mkdir(parents=True, exist_ok=True)
+    workspace.standby_mark.touch()  # as ensure_workers(standby=True) does, whenever a page is drawn
+    log = workspace.home / "standby.log"
+    worker = f"{sys.executable} -m lenet worker --standby --idle-exit 1 --poll 0.1 2>> {log}"
+    parents = [  # each stands in for the dashboard's server: it lives until its stdin closes
+        subprocess.Popen(["sh", "-c", f"{worker} & read line"], env=worker_env, stdin=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    try:
+        wait_until(lambda: log.exists() and log.read_text().count("warm, standing by") == 2, timeout=90)
+        pids = sorted(store.live_workers())
+        time.sleep(2)  # twice their idle exit
+        assert sorted(store.live_workers()) == pids
+        run_id = store.enqueue(TrainConfig(**TINY))
+        wait_until(lambda: store.get_run(run_id).status == "finished")
+        assert store.get_run(run_id).worker_pid in pids
+
+        parents[0].communicate(b"\n", timeout=10)  # one's parent has gone: it leaves, idle
+        wait_until(lambda: len(store.live_workers()) == 1, timeout=20)
+        time.sleep(2)
+        assert len(store.live_workers()) == 1  # the other's parent lives and the mark is recent
+
+        long_ago = time.time() - STANDBY_S - 1  # no one has looked at the dashboard since
+        os.utime(workspace.standby_mark, (long_ago, long_ago))
+        wait_until(lambda: not store.live_workers(), timeout=20)
+        assert log.read_text().count("queue empty, exiting") == 2
+    finally:
+        for parent in parents:
+            if parent.poll() is None:
+                parent.communicate(b"\n", timeout=10)
 
 
 def test_a_worker_started_from_a_long_lived_process_leaves_no_zombie(workspace, store, worker_env):

@@ -8,7 +8,8 @@ of this feed costs the tab about a millisecond: the element changes only the bar
 and hands plotly a figure only when it changed.
 
 Everything here is what the page would show to anyone who opens it (no test score, nothing only
-the teacher may see), built once per server for every viewer (`shared_view`), and read-only.
+the teacher may see), built once per server for every viewer (`shared_view`), and read-only. A
+poll says that someone looks at the dashboard, which keeps its worker pool warm (`keep_pool_warm`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lenet import charts
 from lenet.records import Run, RunStatus, runs_frame
 from lenet.tables import percent
 
+from .actions import keep_pool_warm
 from .loaders import workspace
 from .shared import CHART_REFRESH_S, SHARED_VIEW_MAX_AGE_S, read_runs, runs_now, shared_view
 from .widgets import run_state
@@ -192,11 +194,13 @@ def _live(request: Request) -> Response:
         if kind in CHART_KINDS:
             have[kind] = revision[:16]
     presenting = request.query_params.get("present") in ("1", "true")
+    keep_pool_warm()
     text = live_state(_experiment(request), presenting, have)
     return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def _runs(request: Request) -> Response:
+    keep_pool_warm()
     return JSONResponse(runs_state(), headers={"Cache-Control": "no-store"})
 
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from .actions import keep_pool_warm
 from .feed_view import sidebar_summary
 from .presentation import CARRIED_PARAMS, PROJECTOR_CSS, STILL_CSS, presenting
 from .roles import role_controls
@@ -61,3 +62,4 @@ def setup_page(live: bool = False) -> None:
         st.html(f"<style>{PROJECTOR_CSS}</style>")
     if live:
         st.html(f"<style>{STILL_CSS}</style>")
+    keep_pool_warm()
