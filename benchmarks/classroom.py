@@ -42,7 +42,7 @@ from lenet.workspace import REPO_ROOT, Workspace
 
 from .netns import HOST_ADDRESS, peer_namespace
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
-from .viewers import cpu_seconds, free_port, serve
+from .viewers import cpu_seconds, free_port, serve, stop_workers
 from .watching import chromium_cpu_seconds
 
 JOIN_WINDOW_S = 10
@@ -248,6 +248,7 @@ def main(argv=None) -> int:
             browser.close()
             server.terminate()
             server.wait(timeout=30)
+            stop_workers(workspace.home)
         runs = [store.get_run(i) for i in round_runs]
         alone = [store.get_run(i) for i in baseline_ids]
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
-from .viewers import free_port, serve
+from .viewers import free_port, serve, stop_workers
 
 
 def first_paint_s(browser) -> float:
@@ -37,6 +37,7 @@ def first_paint_s(browser) -> float:
         finally:
             server.terminate()
             server.wait(timeout=30)
+            stop_workers(Path(tmp))  # the warm pool the page started, before the next server
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ CPU, and the images per second the two training runs achieve.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -51,12 +52,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve(home: Path, port: int) -> subprocess.Popen:
+def serve(home: Path, port: int, **env: str) -> subprocess.Popen:
+    """The dashboard as `make run` starts it, over `home`, with `env` added to this environment."""
     server = subprocess.Popen(
         [sys.executable, "serve.py", "--server.headless", "true"]  # as `make run` starts it
         + ["--server.port", str(port), "--server.address", "0.0.0.0"],
         cwd=REPO_ROOT,
-        env={**os.environ, "LENET_HOME": str(home)},
+        env={**os.environ, "LENET_HOME": str(home), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -69,6 +71,14 @@ def serve(home: Path, port: int) -> subprocess.Popen:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the dashboard server did not start") from None
             time.sleep(0.3)
+
+
+def stop_workers(home: Path) -> None:
+    """The pool's workers wait a minute for more work; end them so the next round starts alike."""
+    for pid in Workspace(home).store.live_workers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+    time.sleep(1)
 
 
 def prepare(workspace: Workspace, log) -> int:
@@ -263,6 +273,7 @@ def main(argv=None) -> int:
                 (store.request_stop if run.status == RunStatus.RUNNING else store.cancel)(run.id)
             server.terminate()
             server.wait(timeout=30)
+            stop_workers(workspace.home)
     baseline = (phases[0]["images_per_s"] + phases[-1]["images_per_s"]) / 2
     for phase in phases:
         phase["training_cost"] = 1 - phase["images_per_s"] / baseline

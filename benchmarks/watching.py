@@ -7,6 +7,10 @@ finished, alternately:
   (1366x768, Live) and the projector's (1920x1080, Live in presentation mode), both drawing every
   refresh as a teacher's browser does.
 
+- watched, from the dashboard's warm pool: the same, but with the worker pool the open dashboard
+  keeps started and warm (lenet.worker), as a teacher's click finds it. The plain watched run
+  starts its workers cold, as the headless one does, so that the two differ only in watching.
+
 For the watched runs, the CPU that Chromium (every process of it: browser, renderers, GPU
 process) and the dashboard server used, per second of watching. Chromium here draws in software,
 as on a laptop without GPU rasterization.
@@ -17,7 +21,6 @@ as on a laptop without GPU rasterization.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -28,10 +31,11 @@ import time
 from pathlib import Path
 
 from lenet.presets import PRESETS
-from lenet.workspace import REPO_ROOT
+from lenet.worker import ENV_STANDBY, PoolSettings
+from lenet.workspace import REPO_ROOT, Workspace
 
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
-from .viewers import cpu_seconds, free_port, serve
+from .viewers import cpu_seconds, free_port, serve, stop_workers
 
 SCREENS = (  # (viewport, page): the teacher's laptop and the projector
     ({"width": 1366, "height": 768}, "live"),
@@ -85,16 +89,6 @@ def run_demo(home: Path) -> float:
     return time.monotonic() - started
 
 
-def stop_workers(home: Path) -> None:
-    """The pool's workers wait a minute for more work; end them so the next round starts alike."""
-    from lenet.workspace import Workspace
-
-    for pid in Workspace(home).store.live_workers():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 15)
-    time.sleep(1)
-
-
 def headless(log) -> dict:
     with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp:
         seconds = run_demo(Path(tmp))
@@ -103,18 +97,31 @@ def headless(log) -> dict:
     return {"seconds": seconds}
 
 
-def watched(log) -> dict:
+def wait_for_warm_pool(home: Path) -> None:
+    """Until every worker of the dashboard's pool has warmed up (it says so in the workers' log)."""
+    workspace, deadline = Workspace(home), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log = workspace.worker_log.read_text() if workspace.worker_log.exists() else ""
+        if log.count("warm, standing by") >= PoolSettings.from_env().parallel_runs:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the dashboard's warm workers did not start")
+
+
+def watched(log, warm_pool: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp, sync_playwright() as p:
         home, port = Path(tmp), free_port()
-        server = serve(home, port)
+        server = serve(home, port, **{ENV_STANDBY: str(int(warm_pool))})
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for viewport, page in SCREENS:
                 tab = browser.new_context(viewport=viewport).new_page()
                 tab.goto(f"http://127.0.0.1:{port}/{page}")
                 tab.get_by_text("Nothing has been trained yet").wait_for(timeout=60_000)
+            if warm_pool:
+                wait_for_warm_pool(home)
             browser0, server0 = chromium_cpu_seconds(), cpu_seconds(server.pid)
             seconds = run_demo(home)
             browser_cpu = chromium_cpu_seconds() - browser0
@@ -129,8 +136,9 @@ def watched(log) -> dict:
         "browser_cpu_per_s": browser_cpu / seconds,  # in cores: 1.0 is one core the whole time
         "server_cpu_per_s": server_cpu / seconds,
     }
+    how = "watched by 2 tabs" + (", warm pool" if warm_pool else "")
     log(
-        f"  watched by 2 tabs: {seconds:.1f} s; Chromium {result['browser_cpu_per_s']:.2f} cores, "
+        f"  {how}: {seconds:.1f} s; Chromium {result['browser_cpu_per_s']:.2f} cores, "
         f"server {result['server_cpu_per_s']:.2f} cores"
     )
     return result
@@ -145,21 +153,26 @@ def main(argv=None) -> int:
     rounds = []
     for r in range(1, args.rounds + 1):
         log(f"round {r}/{args.rounds}: the quick demo ({len(PRESETS['quick_demo'].configs())} runs)")
-        rounds.append({"headless": headless(log), "watched": watched(log)})
+        rounds.append(
+            {"headless": headless(log), "watched": watched(log), "watched_warm": watched(log, warm_pool=True)}
+        )
     summary = {
         "headless_s": statistics.median(r["headless"]["seconds"] for r in rounds),
         "watched_s": statistics.median(r["watched"]["seconds"] for r in rounds),
+        "watched_warm_s": statistics.median(r["watched_warm"]["seconds"] for r in rounds),
         "browser_cpu_per_s": statistics.median(r["watched"]["browser_cpu_per_s"] for r in rounds),
         "server_cpu_per_s": statistics.median(r["watched"]["server_cpu_per_s"] for r in rounds),
         "rounds": rounds,
     }
     summary["watched_over_headless"] = summary["watched_s"] / summary["headless_s"]
+    summary["watched_warm_over_headless"] = summary["watched_warm_s"] / summary["headless_s"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(
         f"quick demo: headless {summary['headless_s']:.1f} s, watched by 2 Chromium tabs "
-        f"{summary['watched_s']:.1f} s ({summary['watched_over_headless']:.2f}x)\n"
+        f"{summary['watched_s']:.1f} s ({summary['watched_over_headless']:.2f}x); from the dashboard's "
+        f"warm pool {summary['watched_warm_s']:.1f} s ({summary['watched_warm_over_headless']:.2f}x)\n"
         f"per second of watching: Chromium {summary['browser_cpu_per_s']:.2f} cores, "
         f"the dashboard server {summary['server_cpu_per_s']:.2f} cores"
     )
