@@ -74,7 +74,7 @@ def test_each_run_reports_its_own_progress(small_splits):
     for name, result in zip(steps, results, strict=True):
         assert epochs[name] == result.history and len(result.history) == 2
         assert steps[name][-1].global_step == steps[name][-1].total_steps == 2 * math.ceil(540 / 64)
-        assert steps[name][-1].eta_s == 0
+        assert 0 <= steps[name][-1].eta_s < steps[name][0].eta_s  # left: the last validation
     assert [s.loss for s in steps["baseline"]] != [s.loss for s in steps["dropout"]]
 
 

@@ -1,9 +1,11 @@
 import math
+import time
 
 import pytest
 import torch
 
 from lenet import analysis, data
+from lenet import train as train_module
 from lenet.models import UnknownVariantError
 from lenet.train import (
     MAX_STEP_POINTS,
@@ -74,8 +76,25 @@ def test_training_learns_and_reports_progress(small_splits):
     # progress arrives often (every 5 batches and at epoch ends) with a shrinking ETA
     assert len(steps) >= 3 * 3
     assert steps[-1].global_step == steps[-1].total_steps == 3 * math.ceil(540 / 32)
-    assert steps[-1].eta_s == 0 and steps[0].eta_s > 0
+    assert 0 <= steps[-1].eta_s < steps[0].eta_s  # after the last step, only its validation is left
     assert not result.model.training
+
+
+def test_the_eta_counts_each_epochs_validation_not_only_its_steps(small_splits, monkeypatch):
+    """Validation is two thirds of a quick-demo epoch: an ETA from the steps' pace alone, which
+    leaves it out, was a third short in the first epochs."""
+    validate = train_module.validate
+
+    def slow_validate(*args, **kwargs):
+        time.sleep(0.3)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "validate", slow_validate)
+    steps = []
+    train(TrainConfig(epochs=4, batch_size=64), small_splits, on_step=steps.append, log_every=2)
+    last_of_third = [step for step in steps if step.epoch == 3][-1]
+    # left: the third epoch's validation and the whole fourth epoch, 0.6 s of validation alone
+    assert last_of_third.eta_s >= 0.5
 
 
 def test_same_seed_same_metrics(small_splits):
