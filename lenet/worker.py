@@ -215,11 +215,8 @@ def ensure_workers(
     `standby` (the dashboard, whenever it is looked at): the whole pool, queued runs or not, as warm
     workers that wait for work while this process lives and calls this again within `STANDBY_S`
     (`run_worker`). Not for a cluster, whose nodes start their own."""
-    if standby:
-        if ray_address():
-            return []
-        workspace.home.mkdir(parents=True, exist_ok=True)
-        workspace.standby_mark.touch()
+    if standby and ray_address():
+        return []
     pool = pool or PoolSettings.from_env()
     store = workspace.store
     live = set(store.live_workers())
@@ -236,6 +233,8 @@ def ensure_workers(
         command, wanted = ["worker"], min(pool.parallel_runs - len(live), queued - (len(live) - len(busy)))
     started = []
     workspace.home.mkdir(parents=True, exist_ok=True)
+    if standby:
+        workspace.standby_mark.touch()  # looked at now: the warm workers stay (run_worker)
     env = {
         **os.environ,
         "LENET_HOME": str(workspace.home),

@@ -194,13 +194,12 @@ def _live(request: Request) -> Response:
         if kind in CHART_KINDS:
             have[kind] = revision[:16]
     presenting = request.query_params.get("present") in ("1", "true")
-    keep_pool_warm()
     text = live_state(_experiment(request), presenting, have)
     return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def _runs(request: Request) -> Response:
-    keep_pool_warm()
+    keep_pool_warm()  # every page's sidebar polls this, Live's included
     return JSONResponse(runs_state(), headers={"Cache-Control": "no-store"})
 
 
