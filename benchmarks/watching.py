@@ -166,6 +166,11 @@ def main(argv=None) -> int:
     }
     summary["watched_over_headless"] = summary["watched_s"] / summary["headless_s"]
     summary["watched_warm_over_headless"] = summary["watched_warm_s"] / summary["headless_s"]
+    # each round against its own headless run, a minute before it: between rounds the machine's
+    # speed drifts by as much as watching costs (the headless demo alone took 42-50 s in one sitting)
+    for round_ in rounds:
+        for kind in ("watched", "watched_warm"):
+            round_[f"{kind}_over_headless"] = round_[kind]["seconds"] / round_["headless"]["seconds"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -174,7 +179,11 @@ def main(argv=None) -> int:
         f"{summary['watched_s']:.1f} s ({summary['watched_over_headless']:.2f}x); from the dashboard's "
         f"warm pool {summary['watched_warm_s']:.1f} s ({summary['watched_warm_over_headless']:.2f}x)\n"
         f"per second of watching: Chromium {summary['browser_cpu_per_s']:.2f} cores, "
-        f"the dashboard server {summary['server_cpu_per_s']:.2f} cores"
+        f"the dashboard server {summary['server_cpu_per_s']:.2f} cores\n"
+        "each round over its own headless run: watched "
+        + ", ".join(f"{r['watched_over_headless']:.2f}x" for r in rounds)
+        + "; from the warm pool "
+        + ", ".join(f"{r['watched_warm_over_headless']:.2f}x" for r in rounds)
     )
     return 0
 
