@@ -166,8 +166,8 @@ def main(argv=None) -> int:
     }
     summary["watched_over_headless"] = summary["watched_s"] / summary["headless_s"]
     summary["watched_warm_over_headless"] = summary["watched_warm_s"] / summary["headless_s"]
-    # each round against its own headless run, a minute before it: between rounds the machine's
-    # speed drifts by as much as watching costs (the headless demo alone took 42-50 s in one sitting)
+    # each round against its own headless run, one or two minutes before it: between rounds the
+    # machine's speed drifts by as much as watching costs (the headless demo took 42-50 s in one sitting)
     for round_ in rounds:
         for kind in ("watched", "watched_warm"):
             round_[f"{kind}_over_headless"] = round_[kind]["seconds"] / round_["headless"]["seconds"]
