@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def read_metadata(path: str | Path) -> dict | None:
     if not isinstance(value, dict):
         raise CheckpointError(f"{meta}: metadata must be a JSON object")
     return value
+
+
+def mirrored_test_accuracy(checkpoint: str | Path, test: Callable) -> float:
+    """A checkpoint's accuracy on the test images flipped left-right: from its metadata, measured
+    when its run finished (`runs.build_metadata`), else measured now on the split `test()` returns
+    (an older or a foreign file; only then are torch and the model loaded)."""
+    measured = (read_metadata(checkpoint) or {}).get("mirrored_test_accuracy")
+    if measured is not None:
+        return measured
+    from .artifacts import load_checkpoint
+    from .train import evaluate
+
+    return evaluate(load_checkpoint(checkpoint)[0], test().mirrored()).accuracy
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
-from . import artifacts, findings
-from .data import Split
+from . import findings
+from .catalog import mirrored_test_accuracy
+from .config import TrainConfig
 from .errors import ReproduceError  # noqa: F401 (raised here; the API)
-from .models import get_variant, list_models
 from .records import Run, RunStatus
 from .store import Store
-from .train import TrainConfig, evaluate
+from .variants import get_variant, list_models
 from .worker import PoolSettings, wait_for_runs
 from .workspace import Workspace
 
@@ -85,12 +86,11 @@ def reproduce(
     if unfinished:
         listed = "; ".join(f"run {r.id} {r.name} {r.status} ({r.message})" for r in unfinished)
         raise ReproduceError(f"{listed}. Run reproduce again to train what is missing.")
-    mirrored = workspace.load_test(data_dir).split.mirrored()
-    return [_summary(run, mirrored) for run in runs]
+    test = cache(lambda: workspace.load_test(data_dir).split)  # read only for a run saved without it
+    return [_summary(run, test) for run in runs]
 
 
-def _summary(run: Run, mirrored_test: Split) -> RunSummary:
-    model, _ = artifacts.load_checkpoint(run.checkpoint)
+def _summary(run: Run, test: Callable) -> RunSummary:
     return RunSummary(
         run_id=run.id,
         variant=run.variant,
@@ -100,7 +100,7 @@ def _summary(run: Run, mirrored_test: Split) -> RunSummary:
         train_accuracy=run.train_accuracy,
         val_accuracy=run.val_accuracy,
         test_accuracy=run.test_accuracy,
-        mirrored_test_accuracy=evaluate(model, mirrored_test).accuracy,
+        mirrored_test_accuracy=mirrored_test_accuracy(run.checkpoint, test),
         seconds=run.train_seconds,
         checkpoint=run.checkpoint,
     )

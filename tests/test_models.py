@@ -121,14 +121,16 @@ def test_the_registry_and_the_configs_load_without_torch():
 
 
 def test_queuing_runs_and_starting_workers_never_import_torch(tmp_path):
-    """`preset`, `sweep` and the dashboard queue runs and start the workers before any torch import
-    (~2 s): the CLI's queue commands and the pool's management run without it."""
+    """`preset`, `sweep`, `reproduce` and the dashboard queue runs and start the workers before any
+    torch import (~2 s, on the cores the workers start on): the CLI's queue commands and the pool's
+    management run without it."""
     import os
     import subprocess
     import sys
 
     code = (
         "import sys; from lenet.cli import main; from lenet.worker import ensure_workers, wait_for_runs; "
+        "from lenet.reproduce import reproduce, aggregate, markdown_table; "
         "main(['runs']); main(['preset', '--list']); print('torch' in sys.modules)"
     )
     env = {**os.environ, "LENET_HOME": str(tmp_path)}

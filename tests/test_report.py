@@ -1,15 +1,18 @@
 """Publishing a reproduce run: shipped checkpoints, RESULTS.md and its figure."""
 
+import json
 import os
 
 import pytest
 import torch
 
 from lenet import artifacts
+from lenet.data import load_test
 from lenet.models import list_models
 from lenet.report import publish
 from lenet.reproduce import aggregate, configs_for, queue_runs, reproduce
 from lenet.runs import execute_run
+from lenet.train import evaluate
 
 NOTEBOOK_VARIANTS = list_models()
 
@@ -23,6 +26,34 @@ def reproduced(idx_dir, workspace):
         execute_run(workspace, run_id)
     summaries = reproduce(workspace, 2, data_dir=str(idx_dir), overrides=overrides)
     return summaries, aggregate(summaries)
+
+
+def test_reproduce_reads_the_mirrored_accuracy_each_run_measured_and_measures_it_where_missing(
+    reproduced, idx_dir, workspace
+):
+    summaries, _ = reproduced
+    mirrored = load_test(idx_dir).split.mirrored()
+    for summary in summaries:
+        model, metadata = artifacts.load_checkpoint(summary.checkpoint)
+        assert summary.mirrored_test_accuracy == metadata["mirrored_test_accuracy"]
+        assert summary.mirrored_test_accuracy == evaluate(model, mirrored).accuracy
+
+    def again():
+        return reproduce(workspace, 2, data_dir=str(idx_dir), overrides={"epochs": 2, "train_limit": 128})
+
+    def rewrite_metadata(checkpoint, change):
+        metadata = artifacts.read_metadata(checkpoint)
+        change(metadata)
+        artifacts.metadata_path(checkpoint).write_text(json.dumps(metadata))
+
+    # what the run measured when it finished is what reproduce reports: it is not measured again
+    first, second = summaries[0].checkpoint, summaries[1].checkpoint
+    rewrite_metadata(first, lambda metadata: metadata.update(mirrored_test_accuracy=0.125))
+    assert again()[0].mirrored_test_accuracy == 0.125
+    # a checkpoint saved before finished runs measured it: measured now
+    rewrite_metadata(second, lambda metadata: metadata.pop("mirrored_test_accuracy"))
+    model, _ = artifacts.load_checkpoint(second)
+    assert again()[1].mirrored_test_accuracy == evaluate(model, mirrored).accuracy
 
 
 def test_publish_ships_seed_zero_models_and_writes_results(reproduced, tmp_path):

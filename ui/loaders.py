@@ -78,18 +78,16 @@ def _load_uploaded(name: str, payload: bytes):
 
 
 def mirrored_accuracy(path: str) -> float:
-    """The model's accuracy on the test images flipped left-right: from its metadata (measured when
-    it finished), else measured now and cached per checkpoint version (older or foreign files)."""
-    measured = load_checkpoint(path)[1].get("mirrored_test_accuracy")
-    return measured if measured is not None else _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
+    """The model's accuracy on the test images flipped left-right (`catalog.mirrored_test_accuracy`),
+    cached per checkpoint version."""
+    return _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
-    from lenet.train import evaluate
+    from lenet.catalog import mirrored_test_accuracy
 
-    model, _ = _load_checkpoint(path, mtime_ns)
-    return evaluate(model, test_images().split.mirrored()).accuracy
+    return mirrored_test_accuracy(path, lambda: test_images().split)
 
 
 def mistakes(path: str, limit: int = 24):
