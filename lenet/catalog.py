@@ -49,17 +49,11 @@ def read_metadata(path: str | Path) -> dict | None:
     return value
 
 
-def mirrored_test_accuracy(checkpoint: str | Path, test: Callable) -> float:
+def mirrored_test_accuracy(checkpoint: str | Path, measure: Callable[[], float]) -> float:
     """A checkpoint's accuracy on the test images flipped left-right: from its metadata, measured
-    when its run finished (`runs.build_metadata`), else measured now on the split `test()` returns
-    (an older or a foreign file; only then are torch and the model loaded)."""
+    when its run finished (`runs.build_metadata`), else `measure()` (an older or a foreign file)."""
     measured = (read_metadata(checkpoint) or {}).get("mirrored_test_accuracy")
-    if measured is not None:
-        return measured
-    from .artifacts import load_checkpoint
-    from .train import evaluate
-
-    return evaluate(load_checkpoint(checkpoint)[0], test().mirrored()).accuracy
+    return measured if measured is not None else measure()
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,12 @@ def reproduce(
 
 
 def _summary(run: Run, test: Callable) -> RunSummary:
+    def measure() -> float:  # a checkpoint saved without it: only then torch, its model and the test set
+        from .artifacts import load_checkpoint
+        from .train import evaluate
+
+        return evaluate(load_checkpoint(run.checkpoint)[0], test().mirrored()).accuracy
+
     return RunSummary(
         run_id=run.id,
         variant=run.variant,
@@ -100,7 +106,7 @@ def _summary(run: Run, test: Callable) -> RunSummary:
         train_accuracy=run.train_accuracy,
         val_accuracy=run.val_accuracy,
         test_accuracy=run.test_accuracy,
-        mirrored_test_accuracy=mirrored_test_accuracy(run.checkpoint, test),
+        mirrored_test_accuracy=mirrored_test_accuracy(run.checkpoint, measure),
         seconds=run.train_seconds,
         checkpoint=run.checkpoint,
     )

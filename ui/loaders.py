@@ -87,7 +87,12 @@ def mirrored_accuracy(path: str) -> float:
 def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
     from lenet.catalog import mirrored_test_accuracy
 
-    return mirrored_test_accuracy(path, lambda: test_images().split)
+    def measure() -> float:
+        from lenet.train import evaluate
+
+        return evaluate(_load_checkpoint(path, mtime_ns)[0], test_images().split.mirrored()).accuracy
+
+    return mirrored_test_accuracy(path, measure)
 
 
 def mistakes(path: str, limit: int = 24):
