@@ -27,7 +27,7 @@ from .config import (  # noqa: F401 (re-exported: the training API)
     TrainConfig,
     check_train_limit,
 )
-from .models import LeNet5, create_model
+from .models import LeNet5, _to_blocks, create_model
 from .stacked import StackedLeNet5
 from .variants import get_variant
 
@@ -98,29 +98,45 @@ EVAL_BATCH = 250
 
 
 @torch.inference_mode()
-def _predict_split(model: LeNet5, split: data.Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy, logits (N, 10)) over the whole split, in eval mode."""
+def _predict_split(
+    model: LeNet5, split: data.Split, batch_size: int, blocks: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, logits (N, 10)) over the whole split, in eval mode. `blocks`: on a
+    CPU, the split's images already in conv1's block form (`split_blocks`)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    predict = model.folded() if device.type == "cpu" else model  # folded once for the whole split
+    predict, inputs = model, split.images.to(device)
+    if device.type == "cpu":  # folded once for the whole split
+        folded = model.folded()
+        predict, inputs = (folded, inputs) if blocks is None else (folded.on_blocks, blocks)
+    labels = split.labels.to(device)
     loss_sum = torch.zeros((), device=device)
     outputs = []
-    for images, labels in data.iterate_batches(split.to(device), batch_size):
-        logits = predict(images)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+    for start in range(0, len(split), batch_size):
+        logits = predict(inputs[start : start + batch_size])
+        loss_sum += F.cross_entropy(logits, labels[start : start + batch_size], reduction="sum")
         outputs.append(logits)
     model.train(was_training)
     return loss_sum, torch.cat(outputs)
 
 
-def validate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
-    """(mean loss, accuracy) over the whole split: what every epoch reports."""
+def split_blocks(split: data.Split) -> torch.Tensor:
+    """A CPU split's images in the form the folded network reads (`FoldedLeNet5.on_blocks`): made
+    once for a split validated every epoch, that saves 6% of each validation (README, "Throughput")."""
+    return _to_blocks(split.images)
+
+
+def validate(
+    model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH, blocks: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """(mean loss, accuracy) over the whole split: what every epoch reports. `blocks`: see
+    `split_blocks`."""
     # Imported here: torchmetrics loads torchvision and all its image metrics (~2 s), which processes
     # that only read or queue runs (the store, `lenet runs`, the dashboard's first paint) never need.
     from torchmetrics.functional.classification import multiclass_accuracy
 
-    loss_sum, logits = _predict_split(model, split, batch_size)
+    loss_sum, logits = _predict_split(model, split, batch_size, blocks)
     labels, preds = split.labels.to(logits.device), logits.argmax(dim=1)
     accuracy = multiclass_accuracy(preds, labels, num_classes=data.NUM_CLASSES, average="micro")
     return loss_sum.item() / len(split), accuracy.item()
@@ -451,6 +467,7 @@ def train_together(
     started = time.perf_counter()
     engine = _Stacked(tasks, device) if len(tasks) > 1 else _Alone(tasks[0], device)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
+    val_blocks = split_blocks(val_split) if device.type == "cpu" else None  # once, for every epoch
     batch_size = configs[0].batch_size
     steps_per_epoch = math.ceil(len(train_split) / batch_size)
     members = [_Member(task, device, steps_per_epoch, log_every) for task in tasks]
@@ -502,7 +519,7 @@ def train_together(
             break
         for index, member in enumerate(active):
             model = engine.eval_model(index)
-            val_loss, val_accuracy = validate(model, val_split)
+            val_loss, val_accuracy = validate(model, val_split, blocks=val_blocks)
             train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
             metrics = EpochMetrics(
                 epoch=epoch,

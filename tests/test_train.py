@@ -15,7 +15,9 @@ from lenet.train import (
     default_log_interval,
     evaluate,
     make_run_splits,
+    split_blocks,
     train,
+    validate,
 )
 
 
@@ -95,6 +97,24 @@ def test_the_eta_counts_each_epochs_validation_not_only_its_steps(small_splits, 
     last_of_third = [step for step in steps if step.epoch == 3][-1]
     # left: the third epoch's validation and the whole fourth epoch, 0.6 s of validation alone
     assert last_of_third.eta_s >= 0.5
+
+
+@pytest.mark.parametrize("variant", ["baseline", "batch_norm"])
+def test_validating_on_blocks_made_once_is_validating_the_images(small_splits, variant):
+    """Training makes the validation split's conv1 blocks once for all its epochs. With them,
+    validation must report what it reports from the images, in batches that do not divide the
+    split, and that is the plain layers' loss and accuracy."""
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(variant=variant))
+    split = small_splits.val
+    assert len(split) % 7
+    from_images = validate(model, split, batch_size=7)
+    assert validate(model, split, batch_size=7, blocks=split_blocks(split)) == from_images
+    with torch.no_grad():
+        logits = model.eval().classifier(model.feature(split.images))
+    plain_loss = torch.nn.functional.cross_entropy(logits, split.labels).item()
+    assert from_images[0] == pytest.approx(plain_loss, rel=1e-5)
+    assert from_images[1] == (logits.argmax(1) == split.labels).float().mean().item()
 
 
 def test_same_seed_same_metrics(small_splits):
