@@ -157,10 +157,8 @@ class FoldedLeNet5:
     def on_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """Logits of images already in `_to_blocks` form (N, 4, H/2 + 2, W/2 + 2): a split that is
         validated every epoch is put in this form once."""
-        n, _, h, w = blocks.shape
-        h, w = 2 * (h - 2), 2 * (w - 2)
         s = F.conv2d(blocks, self.conv1_w, self.conv1_b).sigmoid_()  # (N, 4 x 6, H/2, W/2)
-        s = s.view(n, 4, -1, h // 2, w // 2)
+        s = s.unflatten(1, (4, -1))  # (N, 4 pixels of a block, 6, H/2, W/2)
         y = s[:, 0] + s[:, 1]
         y += s[:, 2]
         y += s[:, 3]

@@ -123,7 +123,7 @@ def _predict_split(
 
 def split_blocks(split: data.Split) -> torch.Tensor:
     """A CPU split's images in the form the folded network reads (`FoldedLeNet5.on_blocks`): made
-    once for a split validated every epoch, that saves 6% of each validation (README, "Throughput")."""
+    once for a split validated every epoch, that saves 3-6% of each validation (README, "Throughput")."""
     return _to_blocks(split.images)
 
 

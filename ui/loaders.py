@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lenet.catalog import CheckpointError
+from lenet.catalog import CheckpointError, mirrored_test_accuracy
 from lenet.workspace import Workspace, home_from_env
 
 
@@ -85,8 +85,6 @@ def mirrored_accuracy(path: str) -> float:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
-    from lenet.catalog import mirrored_test_accuracy
-
     def measure() -> float:
         from lenet.train import evaluate
 
