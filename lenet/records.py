@@ -128,6 +128,30 @@ def in_training_order(runs: list[Run], queue_order: list[int]) -> list[Run]:
     )
 
 
+def seconds_left(running: list[Run], queued: int, now: float) -> float | None:
+    """About how long until the `running` runs and `queued` more have all ended; None until every
+    running run has an ETA to go by.
+
+    The runs one worker trains together (a stack, or a run alone) end with the slowest of them.
+    Each worker then takes queued runs, first free first served, each for its share of the time
+    its group takes (a stack of 3 in 30 s: 10 s a run). Each run's own ETA leaves out the runs
+    still waiting: in the quick demo, the two that train after the stacks."""
+    if not running or any(run.eta_s is None or run.started_at is None for run in running):
+        return None
+    groups: dict[int, list[Run]] = {}
+    for run in running:  # a run without a worker's pid (another machine's) is a group of its own
+        groups.setdefault(run.worker_pid if run.worker_pid is not None else -run.id, []).append(run)
+    free_in, per_run = [], []
+    for group in groups.values():
+        left = max(run.eta_s for run in group)
+        free_in.append(left)
+        per_run.append((now - min(run.started_at for run in group) + left) / len(group))
+    cost = sum(per_run) / len(per_run)
+    for _ in range(queued):
+        free_in[free_in.index(min(free_in))] += cost
+    return max(free_in)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One launch of several runs (a preset, a sweep, repeats over seeds)."""

@@ -30,6 +30,8 @@ def progress_bars() -> None:
         st.info(message)
     if not runs:
         return
+    if experiment_id is not None and active:  # the whole experiment: how far, and until about when
+        ui.progress_bar(experiment_id, feed.experiment_row(now))
     teacher = ui.is_teacher()
     training = [run for run in active if run.status == RunStatus.RUNNING]
     # Runs that see the same batches train together, several at once: in an experiment of more
@@ -48,8 +50,11 @@ def progress_bars() -> None:
             )
     # the queue on one line: an empty bar per waiting run was a dozen elements redrawn every second
     queued = [f"**{run.name}**" for run in active if run.status != RunStatus.RUNNING]
-    ended = f"{now.ended} of {len(runs)} runs ended."
-    st.caption(f"{ended} Queued, in training order: {', '.join(queued)}" if queued else ended)
+    lines = [f"{now.ended} of {len(runs)} runs ended."] if experiment_id is None else []  # else: its bar
+    if queued:
+        lines.append(f"Queued, in training order: {', '.join(queued)}")
+    if lines:
+        st.caption(" ".join(lines))
 
 
 if presenting:  # the chart that shows overfitting first, above the fold; the details below

@@ -3,15 +3,19 @@ is sent again, when the page must rerun, and what it makes of a forged query."""
 
 import json
 import os
+import re
 import time
+from dataclasses import replace
 
 import pytest
 import streamlit as st
 from starlette.requests import Request
 
 import ui
-from lenet.config import EpochMetrics
-from lenet.records import RunStatus
+from lenet.config import EpochMetrics, StepMetrics
+from lenet.experiments import launch_preset
+from lenet.presets import PRESETS
+from lenet.records import Run, RunStatus, seconds_left
 from lenet.train import TrainConfig
 from ui import feed
 from ui.shared import _shared_views
@@ -104,6 +108,52 @@ def test_the_sidebar_says_what_trains_now(store):
     state = feed.runs_state()
     assert state["summary"] == "1 training, 1 queued"
     assert [(row["id"], row["name"]) for row in state["running"]] == [(run_id, "first")]
+
+
+def _running(store, pid: int, started_at: float, eta_s: float) -> Run:
+    run = store.get_run(store.enqueue(TrainConfig.for_variant("baseline", epochs=3)))
+    return replace(run, status=RunStatus.RUNNING, worker_pid=pid, started_at=started_at, eta_s=eta_s)
+
+
+def test_the_time_left_counts_the_runs_still_queued_after_each_workers_stack(store):
+    now = 1000.0
+    # worker 1: a stack of 3, 10 s in, 20 s to go (10 s a run); worker 2: a stack of 2, 4 s in, 8 s
+    # to go (6 s a run); queued runs take 8 s each, the mean, on whichever worker is free first
+    stacks = [_running(store, 1, 990.0, eta) for eta in (19.0, 20.0, 18.5)]
+    stacks += [_running(store, 2, 996.0, eta) for eta in (8.0, 7.5)]
+    assert seconds_left(stacks, 0, now) == 20.0  # each stack ends with its slowest run
+    assert seconds_left(stacks, 1, now) == 20.0  # worker 2: 8 + 8 = 16 s
+    assert seconds_left(stacks, 2, now) == 24.0  # then worker 2 again: 24 s
+    assert seconds_left(stacks, 3, now) == 28.0  # worker 1: 20 + 8 s
+    # a run alone: its whole time a run; runs elsewhere (no worker's pid) are each their own group
+    alone = _running(store, 3, 995.0, 5.0)
+    assert seconds_left([alone], 2, now) == 25.0
+    elsewhere = [replace(_running(store, 0, 995.0, 5.0), worker_pid=None) for _ in range(2)]
+    assert seconds_left(elsewhere, 1, now) == 15.0
+    # nothing to go by yet
+    assert seconds_left([], 3, now) is None
+    assert seconds_left([alone, replace(alone, eta_s=None)], 0, now) is None
+
+
+def test_an_experiments_bar_says_how_far_it_is_and_about_when_its_last_run_ends(store):
+    experiment_id = launch_preset(store, "quick_demo")
+    total = len(PRESETS["quick_demo"].configs())
+    first, second = store.claim_next(1, max_running=2), store.claim_next(2, max_running=2)
+    fresh()
+    bar = live(experiment_id)["bars"][feed.EXPERIMENT_BAR]
+    assert bar["name"] == f"All {total} runs" and bar["progress"] == 0
+    assert bar["detail"] == f"0 of {total} ended · 0.0%"  # no ETA before every running run has one
+    assert "· ETA" not in feed.runs_state()["summary"]
+    for run_id, eta_s in ((first, 10.0), (second, 20.0)):
+        store.record_step(run_id, StepMetrics(1, 8, 16, 8, 48, 1.0, 0.5, 1.0, eta_s))
+    store.finish(store.claim_next(3, max_running=3), RunStatus.FAILED, message="its callback failed")
+    fresh()
+    bar = live(experiment_id)["bars"][feed.EXPERIMENT_BAR]
+    assert bar["progress"] == pytest.approx((1 + 2 * 8 / 48) / total)  # an ended run counts as done
+    # two workers, 15 s a run, then five queued runs: about a minute, where each bar says 10 or 20 s
+    assert re.fullmatch(rf"1 of {total} ended · \d+\.\d% · ETA 5\d s", bar["detail"]), bar["detail"]
+    assert re.fullmatch(r"2 training, 5 queued · ETA 5\d s", feed.runs_state()["summary"])
+    assert feed.EXPERIMENT_BAR not in live()["bars"]  # every run, not one experiment: no such bar
 
 
 def _get(handler, query: str) -> dict:

@@ -307,6 +307,22 @@ def test_reproduce_runs_show_on_live_while_they_train(isolated_home, worker_requ
     ]
 
 
+def test_live_shows_an_experiments_own_bar_above_its_runs_bars(isolated_home, worker_requests):
+    from lenet.experiments import launch_preset
+
+    store = ui.workspace().store
+    launch_preset(store, "quick_demo")
+    running = store.claim_next(os.getpid())
+    app = open_page("pages/live.py")
+    assert not app.exception
+    rows = [part["row"] for part in feed_parts(app, "bar")]
+    total = len(PRESETS["quick_demo"].configs())
+    assert [row["id"] for row in rows] == ["all", running]  # the whole experiment first
+    assert rows[0]["name"] == f"All {total} runs" and rows[0]["detail"].startswith(f"0 of {total} ended · ")
+    queue = [c.value for c in app.caption if "Queued, in training order: " in c.value]
+    assert len(queue) == 1 and queue[0].startswith("Queued")  # how many ended: said by the bar
+
+
 def _finished_sweep(workspace, idx_dir):
     return finished_weight_decay_sweep(workspace, idx_dir, [0.0, 0.3])
 

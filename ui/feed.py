@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import NamedTuple
 
 import pandas as pd
@@ -24,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lenet import charts
-from lenet.records import Run, RunStatus, runs_frame
-from lenet.tables import percent
+from lenet.records import Run, RunStatus, runs_frame, seconds_left
+from lenet.tables import duration, percent
 
 from .actions import keep_pool_warm
 from .loaders import workspace
@@ -35,6 +36,7 @@ from .widgets import run_state
 LIVE_PATH = "/feed/live"  # Live: the bars, the queue and the charts of one experiment (or every run)
 RUNS_PATH = "/feed/runs"  # the sidebar: what trains now, on every page
 RECENT = 5  # finished runs kept on Live's charts beside the active ones, when showing every run
+EXPERIMENT_BAR = "all"  # the bar of a whole experiment, among its runs' bars (by run id)
 CHART_KINDS = ("epochs", "steps")
 
 
@@ -44,6 +46,7 @@ class OnScreen(NamedTuple):
     shown: pd.DataFrame  # the runs on the charts
     training: bool  # whether anything trains, in this experiment or not
     newest_experiment: int  # 0 before the first
+    waiting: frozenset[int]  # the queued runs that workers will take (not a paused round's)
 
     @property
     def ended(self) -> int:
@@ -55,14 +58,14 @@ def on_screen(experiment_id: int | None) -> OnScreen:
     """Live's runs: an experiment's (whole), or every run's (the active and the recent ones)."""
 
     def build() -> OnScreen:
-        runs, active = everything = read_runs()
+        runs, active, waiting = everything = read_runs()
         if experiment_id is not None:
             runs = [run for run in runs if run.experiment_id == experiment_id]
             active = [run for run in active if run.experiment_id == experiment_id]
         ended = [run for run in runs if not run.status.active]
         shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])
         newest = max((run.experiment_id or 0 for run in everything.runs), default=0)
-        return OnScreen(runs, active, shown, bool(everything.active), newest)
+        return OnScreen(runs, active, shown, bool(everything.active), newest, waiting)
 
     return shared_view(("live runs", experiment_id), build, max_age_s=SHARED_VIEW_MAX_AGE_S)
 
@@ -116,6 +119,27 @@ def progress_row(run: Run, with_epoch: bool = True) -> dict:
     }
 
 
+def time_left(active: list[Run], waiting: frozenset[int]) -> str | None:
+    """'ETA 38 s' until the last of the `active` runs ends, queued ones included (None before
+    every running run has an ETA of its own)."""
+    running = [run for run in active if run.status == RunStatus.RUNNING]
+    left = seconds_left(running, sum(run.id in waiting for run in active), time.time())
+    return None if left is None else f"ETA {duration(left)}"
+
+
+def experiment_row(now: OnScreen) -> dict:
+    """The bar of a whole experiment: its share of batches done (an ended run's all done), and
+    about when its last run ends ('2 of 8 ended · 40.2% · ETA 38 s')."""
+    progress = sum(run.progress if run.status.active else 1.0 for run in now.runs) / len(now.runs)
+    parts = [f"{now.ended} of {len(now.runs)} ended", percent(progress), time_left(now.active, now.waiting)]
+    return {
+        "id": EXPERIMENT_BAR,
+        "name": f"All {len(now.runs)} runs",
+        "progress": progress,
+        "detail": " · ".join(part for part in parts if part),
+    }
+
+
 def message(runs: list[Run], active: list[Run], experiment_id: int | None) -> str | None:
     if not runs:
         return (
@@ -153,11 +177,10 @@ def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]
     and each chart kind in `have` (kind -> the revision the browser has drawn) whose figures
     changed since."""
     now = on_screen(experiment_id)
-    state = {
-        "training": now.training,
-        **{part: key(now) for part, key in WATCHED_KEYS.items()},
-        "bars": {run.id: progress_row(run) for run in now.active if run.status == RunStatus.RUNNING},
-    }
+    bars = {run.id: progress_row(run) for run in now.active if run.status == RunStatus.RUNNING}
+    if experiment_id is not None and now.active:
+        bars[EXPERIMENT_BAR] = experiment_row(now)
+    state = {"training": now.training, **{part: key(now) for part, key in WATCHED_KEYS.items()}, "bars": bars}
     updates = []
     if now.runs:
         for kind in CHART_KINDS:
@@ -170,13 +193,15 @@ def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]
 
 def runs_state() -> dict:
     """The sidebar's summary of what trains now."""
-    active = runs_now().active
+    _, active, waiting = runs_now()
     running = [run for run in active if run.status == RunStatus.RUNNING]
     if not active:
         return {"training": False, "summary": "Nothing is training.", "running": []}
+    counts = f"{len(running)} training, {len(active) - len(running)} queued"
+    left = time_left(active, waiting)
     return {
         "training": True,
-        "summary": f"{len(running)} training, {len(active) - len(running)} queued",
+        "summary": f"{counts} · {left}" if left else counts,
         "running": [progress_row(run, with_epoch=False) for run in running],
     }
 

@@ -148,16 +148,19 @@ const ROLES = {
   },
   // the sidebar: what trains now
   summary(element, data) {
+    element.innerHTML = '<p class="feed-caption"></p><div class="feed-runs"></div>';
+    const caption = element.firstChild, runs = element.lastChild;
     let shown = null;
     const summary = {
       refresh(next) { summary.update(next.state); },
       update(state) {
-        const html = `<p class="feed-caption">${escape(state.summary)}</p>` +
-          state.running.map((row) => `<div class="feed-bar" data-run="${row.id}">${BAR_HTML}</div>`).join("");
-        if (html !== shown) { element.innerHTML = html; shown = html; }  // only when runs start or end
+        if (caption.textContent !== state.summary) caption.textContent = state.summary;  // its ETA
+        const html = state.running
+          .map((row) => `<div class="feed-bar" data-run="${row.id}">${BAR_HTML}</div>`).join("");
+        if (html !== shown) { runs.innerHTML = html; shown = html; }  // only when runs start or end
         for (const row of state.running) {
           const text = `${escape(row.name)}: ${escape(row.detail)}`;
-          drawBar(element.querySelector(`[data-run="${row.id}"]`), row, text);
+          drawBar(runs.querySelector(`[data-run="${row.id}"]`), row, text);
         }
       },
     };

@@ -99,6 +99,7 @@ def shared_view(key: tuple, build, max_age_s: float = TRAINING_REFRESH_S, revisi
 class RunsNow(NamedTuple):
     runs: list[Run]  # every run, newest first
     active: list[Run]  # running, then queued, in training order
+    waiting: frozenset[int]  # the queued runs that workers will take (not a paused round's)
 
 
 def read_runs() -> RunsNow:
@@ -108,7 +109,8 @@ def read_runs() -> RunsNow:
     store = workspace().store
     runs = store.list_runs()
     active = [run for run in runs if run.status.active]
-    return RunsNow(runs, in_training_order(active, store.queue_order()))
+    queue = store.queue_order()
+    return RunsNow(runs, in_training_order(active, queue), frozenset(queue))
 
 
 def runs_now() -> RunsNow:
