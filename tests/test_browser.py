@@ -244,6 +244,7 @@ def test_a_live_tab_opened_before_a_run_starts_shows_it_training_without_a_reloa
         shown_after = time.monotonic() - started
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("1 training, 0 queued").wait_for(timeout=10_000)
+        assert sidebar.locator(".feed-bar").count() == 0  # Live's own bars are not repeated there
         # stop it from elsewhere (the CLI, another tab): this tab shows it within a few seconds
         store.request_stop(run_id)
         page.get_by_text(re.compile(r"late dropout.*stopping after this batch")).first.wait_for(timeout=5_000)
@@ -260,6 +261,9 @@ def test_a_live_tab_opened_before_a_run_starts_shows_it_training_without_a_reloa
         expect(page.get_by_text(re.compile(r"late dropout.*epoch"))).to_have_count(0, timeout=5_000)
         expect(page.get_by_role("button", name="Stop")).to_have_count(1)  # the teacher's, for the new run
         page.screenshot(path=str(_shots(tmp_path) / "live-followed.png"))
+        # on another page the sidebar shows the running run's bar
+        sidebar.get_by_role("link", name="Home").click()
+        sidebar.locator(".feed-bar").get_by_text(re.compile(r"next l2: ETA")).wait_for(timeout=10_000)
         print(
             f"a run started after the tab opened: shown in {shown_after:.1f} s; the next: {next_after:.1f} s"
         )

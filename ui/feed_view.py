@@ -152,13 +152,14 @@ const ROLES = {
     const caption = element.firstChild, runs = element.lastChild;
     let shown = null;
     const summary = {
-      refresh(next) { summary.update(next.state); },
+      refresh(next) { data = next; summary.update(next.state); },
       update(state) {
         if (caption.textContent !== state.summary) caption.textContent = state.summary;  // its ETA
-        const html = state.running
+        const running = data.bars ? state.running : [];  // not on Live, whose page has them
+        const html = running
           .map((row) => `<div class="feed-bar" data-run="${row.id}">${BAR_HTML}</div>`).join("");
         if (html !== shown) { runs.innerHTML = html; shown = html; }  // only when runs start or end
-        for (const row of state.running) {
+        for (const row of running) {
           const text = `${escape(row.name)}: ${escape(row.detail)}`;
           drawBar(runs.querySelector(`[data-run="${row.id}"]`), row, text);
         }
@@ -284,8 +285,9 @@ def live_chart_pair(experiment_id: int | None, kind: str) -> None:
     )
 
 
-def sidebar_summary() -> None:
-    """What trains now, in the sidebar of every page."""
+def sidebar_summary(bars: bool = True) -> None:
+    """What trains now, in the sidebar of every page: how many runs train and wait, until about
+    when, and (`bars`) each running run's bar, which Live leaves to its page."""
     _mount(
         "summary",
         "feed_summary",
@@ -293,4 +295,5 @@ def sidebar_summary() -> None:
         query={},
         pace=_pace(SIDEBAR_REFRESH_S, ROOM_SLOW_REFRESH_S),
         state=feed.runs_state(),
+        bars=bars,
     )

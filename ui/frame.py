@@ -56,7 +56,7 @@ def setup_page(live: bool = False) -> None:
                 st.query_params.pop("present", None)
             st.rerun()
         st.divider()
-        sidebar_summary()
+        sidebar_summary(bars=not live)  # Live's page shows every running run's bar itself
         role_controls()
     if presenting():
         st.html(f"<style>{PROJECTOR_CSS}</style>")
