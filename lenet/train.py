@@ -216,8 +216,8 @@ class TrainTask:
 def stack_key(config: TrainConfig) -> tuple | None:
     """Runs with the same key see the same batches in the same order and take the same Adam steps,
     so they can train together as one `StackedLeNet5`; None: this run trains alone. Batch norm,
-    and augmented runs beside others, were measured in a stack too: within the machine's drift of
-    the runs alone (README, "Throughput")."""
+    and augmented runs beside others, were measured in a stack too: what they gained was within the
+    machine's drift, so they train apart (README, "Throughput")."""
     if get_variant(config.variant).batch_norm or resolve_device(config.device).type != "cpu":
         return None
     return (

@@ -14,6 +14,7 @@ from lenet import artifacts
 from lenet.presets import PRESETS
 from lenet.records import runs_frame
 from lenet.train import TrainConfig
+from ui import feed
 
 from conftest import finished_weight_decay_sweep, train_in_process, train_queued, wait_until
 
@@ -317,7 +318,7 @@ def test_live_shows_an_experiments_own_bar_above_its_runs_bars(isolated_home, wo
     assert not app.exception
     rows = [part["row"] for part in feed_parts(app, "bar")]
     total = len(PRESETS["quick_demo"].configs())
-    assert [row["id"] for row in rows] == ["all", running]  # the whole experiment first
+    assert [row["id"] for row in rows] == [feed.EXPERIMENT_BAR, running]  # the whole experiment first
     assert rows[0]["name"] == f"All {total} runs" and rows[0]["detail"].startswith(f"0 of {total} ended · ")
     queue = [c.value for c in app.caption if "Queued, in training order: " in c.value]
     assert len(queue) == 1 and queue[0].startswith("Queued")  # how many ended: said by the bar
