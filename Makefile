@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: run test ray bench bench-viewers bench-sandbox bench-classroom bench-cluster reproduce lint clean
+.PHONY: run test ray bench bench-against bench-viewers bench-sandbox bench-classroom bench-cluster reproduce lint clean
 
 $(READY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ ray: $(READY)  ## install Ray (requirements-ray.txt), to train on a cluster: REA
 bench: $(READY)  ## throughput (images/s, GFLOP/s vs sgemm), the quick demo headless and watched by 2 Chromium tabs
 	$(PY) -m lenet bench --pool
 	$(PY) -m benchmarks.watching --rounds 3  # medians: one round alone varies by 10% on a shared machine
+
+bench-against: $(READY)  ## this checkout side by side with an older one, alternating: make bench-against REF=086dac6 [ARGS=--reproduce]
+	$(PY) -m benchmarks.against $(REF) $(ARGS)
 
 bench-viewers: $(READY)  ## what 1 and 20 viewers of the Live page cost the server and training (~6 min)
 	$(PY) -m benchmarks.viewers

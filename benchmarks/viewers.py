@@ -31,7 +31,7 @@ from lenet import experiments
 from lenet.records import ACTIVE, RunStatus
 from lenet.train import TrainConfig
 from lenet.worker import ensure_workers
-from lenet.workspace import REPO_ROOT, Workspace
+from lenet.workspace import ENV_HOME, REPO_ROOT, Workspace
 from ui import feed
 from ui.shared import VIEWER_REFRESH_S
 
@@ -52,13 +52,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve(home: Path, port: int, **env: str) -> subprocess.Popen:
-    """The dashboard as `make run` starts it, over `home`, with `env` added to this environment."""
+def serve(home: Path, port: int, checkout: Path = REPO_ROOT, **env: str) -> subprocess.Popen:
+    """The dashboard as `make run` starts it, over `home`, with `env` added to this environment;
+    `checkout`: the repository whose dashboard it is (benchmarks.against runs an older one)."""
     server = subprocess.Popen(
         [sys.executable, "serve.py", "--server.headless", "true"]  # as `make run` starts it
         + ["--server.port", str(port), "--server.address", "0.0.0.0"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "LENET_HOME": str(home), **env},
+        cwd=checkout,
+        env={**os.environ, ENV_HOME: str(home), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -74,10 +75,14 @@ def serve(home: Path, port: int, **env: str) -> subprocess.Popen:
 
 
 def stop_workers(home: Path) -> None:
-    """The pool's workers wait a minute for more work; end them so the next round starts alike."""
-    for pid in Workspace(home).store.live_workers():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 15)
+    """The pool's workers wait a minute for more work; end them so the next round starts alike.
+    Found by their environment rather than the store: an older commit's store may not read alike."""
+    wanted = f"{ENV_HOME}={home}".encode()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            ours = entry.name.isdigit() and b"lenet\0worker" in (entry / "cmdline").read_bytes()
+            if ours and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), 15)
     time.sleep(1)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lenet.presets import PRESETS
 from lenet.worker import ENV_STANDBY, PoolSettings
-from lenet.workspace import REPO_ROOT, Workspace
+from lenet.workspace import ENV_HOME, REPO_ROOT, Workspace
 
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
 from .viewers import cpu_seconds, free_port, serve, stop_workers
@@ -75,26 +75,27 @@ def chromium_cpu_seconds() -> float:
     return total
 
 
-def run_demo(home: Path) -> float:
-    """Seconds from launching the quick demo to its last run finished (the CLI waits for them)."""
+def run_demo(home: Path, checkout: Path = REPO_ROOT) -> tuple[float, int]:
+    """(seconds from launching the quick demo to its last run finished, how many runs it trained),
+    with `checkout`'s code (benchmarks.against runs an older commit's; its CLI waits for the runs)."""
     started = time.monotonic()
-    subprocess.run(
+    launched = subprocess.run(
         [sys.executable, "-m", "lenet", "preset", "quick_demo", "--json"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "LENET_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        cwd=checkout,
+        env={**os.environ, ENV_HOME: str(home)},
+        capture_output=True,
+        text=True,
         check=True,
     )
-    return time.monotonic() - started
+    return time.monotonic() - started, len(json.loads(launched.stdout))
 
 
-def headless(log) -> dict:
+def headless(log, checkout: Path = REPO_ROOT) -> dict:
     with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp:
-        seconds = run_demo(Path(tmp))
+        seconds, runs = run_demo(Path(tmp), checkout)
         stop_workers(Path(tmp))
     log(f"  headless: {seconds:.1f} s")
-    return {"seconds": seconds}
+    return {"seconds": seconds, "runs": runs}
 
 
 def wait_for_warm_pool(home: Path) -> None:
@@ -108,12 +109,12 @@ def wait_for_warm_pool(home: Path) -> None:
     raise RuntimeError("the dashboard's warm workers did not start")
 
 
-def watched(log, warm_pool: bool = False) -> dict:
+def watched(log, warm_pool: bool = False, checkout: Path = REPO_ROOT) -> dict:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp, sync_playwright() as p:
         home, port = Path(tmp), free_port()
-        server = serve(home, port, **{ENV_STANDBY: str(int(warm_pool))})
+        server = serve(home, port, checkout, **{ENV_STANDBY: str(int(warm_pool))})
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for viewport, page in SCREENS:
@@ -123,7 +124,7 @@ def watched(log, warm_pool: bool = False) -> dict:
             if warm_pool:
                 wait_for_warm_pool(home)
             browser0, server0 = chromium_cpu_seconds(), cpu_seconds(server.pid)
-            seconds = run_demo(home)
+            seconds, runs = run_demo(home, checkout)
             browser_cpu = chromium_cpu_seconds() - browser0
             server_cpu = cpu_seconds(server.pid) - server0
             stop_workers(home)
@@ -133,6 +134,7 @@ def watched(log, warm_pool: bool = False) -> dict:
             server.wait(timeout=30)
     result = {
         "seconds": seconds,
+        "runs": runs,
         "browser_cpu_per_s": browser_cpu / seconds,  # in cores: 1.0 is one core the whole time
         "server_cpu_per_s": server_cpu / seconds,
     }
