@@ -19,18 +19,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from lenet.workspace import ENV_HOME, REPO_ROOT
+from lenet.workspace import REPO_ROOT
 
 from .viewers import stop_workers
-from .watching import headless, watched
+from .watching import headless, run_cli, watched
 
 THIS = "this checkout"
 
@@ -56,18 +54,8 @@ def older_checkout(commit: str):
 def reproduce(log, checkout: Path) -> dict:
     """`reproduce --seeds 1`: seconds, runs and each variant's test accuracy."""
     with tempfile.TemporaryDirectory(prefix="lenet-against-") as tmp:
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "lenet", "reproduce", "--seeds", "1", "--json"],
-            cwd=checkout,
-            env={**os.environ, ENV_HOME: tmp},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        seconds = time.monotonic() - started
+        seconds, rows = run_cli(Path(tmp), checkout, "reproduce", "--seeds", "1")
         stop_workers(Path(tmp))
-    rows = json.loads(done.stdout)
     log(f"  reproduce --seeds 1: {seconds:.1f} s")
     return {
         "seconds": seconds,

@@ -79,7 +79,7 @@ def stop_workers(home: Path) -> None:
     Found by their environment rather than the store: an older commit's store may not read alike."""
     wanted = f"{ENV_HOME}={home}".encode()
     for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError):  # exited meanwhile, or not ours to read
             ours = entry.name.isdigit() and b"lenet\0worker" in (entry / "cmdline").read_bytes()
             if ours and wanted in (entry / "environ").read_bytes().split(b"\0"):
                 os.kill(int(entry.name), 15)

@@ -75,19 +75,25 @@ def chromium_cpu_seconds() -> float:
     return total
 
 
-def run_demo(home: Path, checkout: Path = REPO_ROOT) -> tuple[float, int]:
-    """(seconds from launching the quick demo to its last run finished, how many runs it trained),
-    with `checkout`'s code (benchmarks.against runs an older commit's; its CLI waits for the runs)."""
+def run_cli(home: Path, checkout: Path, *command: str) -> tuple[float, object]:
+    """(seconds, its JSON output) of `python -m lenet COMMAND --json` over `home` with `checkout`'s
+    code (benchmarks.against runs an older commit's); the queuing commands wait for their runs."""
     started = time.monotonic()
-    launched = subprocess.run(
-        [sys.executable, "-m", "lenet", "preset", "quick_demo", "--json"],
+    done = subprocess.run(
+        [sys.executable, "-m", "lenet", *command, "--json"],
         cwd=checkout,
         env={**os.environ, ENV_HOME: str(home)},
         capture_output=True,
         text=True,
         check=True,
     )
-    return time.monotonic() - started, len(json.loads(launched.stdout))
+    return time.monotonic() - started, json.loads(done.stdout)
+
+
+def run_demo(home: Path, checkout: Path = REPO_ROOT) -> tuple[float, int]:
+    """(seconds from launching the quick demo to its last run finished, how many runs it trained)."""
+    seconds, runs = run_cli(home, checkout, "preset", "quick_demo")
+    return seconds, len(runs)
 
 
 def headless(log, checkout: Path = REPO_ROOT) -> dict:
