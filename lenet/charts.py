@@ -67,7 +67,6 @@ def for_projector(fig: go.Figure | dict) -> go.Figure | dict:
         updates["margin"] = {"t": layout.get("margin", {}).get("t", 80) + 30}
     if layout.get("legend", {}).get("orientation") == "h":  # a legend under the plot: room for larger text
         updates["height"] = max(layout.get("height", 0), 560)
-        updates["legend"]["y"] = -0.28
     if isinstance(fig, dict):
         return {**fig, "layout": _merged(layout, updates)}
     return fig.update_layout(updates)
@@ -139,7 +138,9 @@ def _layout_spec(
         "xaxis": xaxis,
         "yaxis": yaxis,
         "hovermode": "x unified",
-        "legend": {"orientation": "h", "y": -0.2},
+        # under the plot, from the figure's bottom edge up: anchored below the axis instead, a legend
+        # of several rows (8 runs on a laptop's half-width chart) grew up over the axis title
+        "legend": {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0},
         "margin": {"t": 80 if ": " in title else 50, "b": 10},
     }
 

@@ -690,3 +690,30 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
             arg=steps.element_handle(),
             timeout=5_000,
         )
+
+
+def test_a_laptop_sees_the_curves_of_a_whole_demo_with_their_legend_clear_of_the_axis(browser, tmp_path):
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        open_and_check(page, f"{url}/live", "Live")
+        store = Workspace(tmp_path / "home").store
+        variants = ("baseline", "dropout", "l2", "l2_optimized", "batch_norm", "early_stopping", "augment")
+        configs = [TrainConfig.for_variant(v, epochs=40) for v in variants]
+        store.create_experiment("demo", "preset", configs, varies="variant")
+        for run in store.list_runs():  # every run training: six bars or more, as in the quick demo
+            run_id = run.id
+            store.claim_next(os.getpid())
+            store.heartbeat(run_id)
+            for n in (1, 2, 3):
+                store.record_epoch(run_id, _epoch(n))
+        for title in ("Accuracy", "Loss"):
+            chart = _chart(page, title)
+            chart.get_by_text("augment-s0").wait_for(timeout=15_000)  # the legend's fourth row
+            plot, axis_title, legend = (
+                chart.locator(part).bounding_box() for part in (".nsewdrag", ".g-xtitle", ".legend")
+            )
+            # the lesson on the laptop's screen, above the runs' bars; the legend under the axis title
+            assert plot["y"] >= 0 and plot["y"] + plot["height"] <= 768, (title, plot)
+            assert legend["y"] >= axis_title["y"] + axis_title["height"], (title, legend, axis_title)
+        assert page.get_by_text("baseline-s0 · epoch").bounding_box()["y"] > plot["y"] + plot["height"]
+        page.screenshot(path=str(_shots(tmp_path) / "live-laptop-seven-runs.png"))

@@ -281,7 +281,8 @@ def test_projector_layout_is_the_same_for_a_plotly_figure_and_a_dict():
     as_figure = charts.for_projector(go.Figure(spec)).to_plotly_json()["layout"]
     as_figure.pop("template")  # plotly's default look, which the dict leaves to the browser
     assert as_dict == as_figure
-    assert as_dict["legend"] == {"orientation": "h", "y": -0.28, "font": {"size": 18}}
+    under_the_plot = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0}
+    assert as_dict["legend"] == {**under_the_plot, "font": {"size": 18}}
     assert as_dict["margin"]["t"] == 80 + 30 and as_dict["height"] == 560  # room for the larger text
     assert spec["layout"]["margin"]["t"] == 80  # the laptop's figure is left as it was
 
