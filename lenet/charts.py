@@ -192,6 +192,7 @@ def step_curves_spec(
                 "y": _values(rows[metric]),
                 "mode": "lines",
                 "name": (labels or {}).get(int(run["id"])) or run_label(run),
+                "uid": str(run["id"]),  # see epoch_curves_spec
                 "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             }
         )
@@ -232,6 +233,9 @@ def epoch_curves_spec(
                 "mode": _epoch_mode(run.get("epochs") or len(x)),
                 "name": label,
                 "legendgroup": label,
+                # what a viewer hid from the legend stays with the run (plotly's uirevision keys a
+                # trace's state by uid, else by index), though Live moves an ended run's curves last
+                "uid": f"{run['id']} validation",
                 "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
                 "line": {"color": color, "dash": styles[run["id"]]["dash"]},
             }
@@ -244,6 +248,7 @@ def epoch_curves_spec(
                 "mode": "lines",
                 "name": f"{label} train",
                 "legendgroup": label,
+                "uid": f"{run['id']} train",
                 "showlegend": False,
                 "hovertemplate": f"{label} train: %{{y}}<extra></extra>",
                 "opacity": 0.5,
@@ -254,7 +259,7 @@ def epoch_curves_spec(
         if rows["val_loss"].notna().any():
             best = rows.loc[rows["val_loss"].idxmin()]
             star = _star(best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
-            traces.append({**star, "legendgroup": label})
+            traces.append({**star, "legendgroup": label, "uid": f"{run['id']} best"})
     layout = _layout_spec(
         f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
         metric,

@@ -304,3 +304,22 @@ def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():
         3: f"{l2}, wd 0.003, seed 1",
         4: "Baseline, seed 2",
     }
+
+
+def test_a_runs_live_curves_keep_their_uid_wherever_the_run_stands(runs):
+    """Plotly keeps what a viewer hid from the legend by trace uid (else by index), and Live moves an
+    ended run's curves after those of the runs still training."""
+    store, runs = runs
+    ids = runs["id"].tolist()
+
+    def names_by_uid(spec) -> dict:
+        return {trace["uid"]: trace["name"] for trace in spec["data"]}
+
+    for build, data in (
+        (charts.epoch_curves_spec, store.epoch_metrics(ids)),
+        (charts.step_curves_spec, store.step_metrics(ids)),
+    ):
+        first, moved = build(data, runs, "loss"), build(data, runs.iloc[::-1], "loss")
+        assert len(names_by_uid(first)) == len(first["data"]) > 1  # one uid per trace
+        assert names_by_uid(moved) == names_by_uid(first)
+        assert list(names_by_uid(moved)) != list(names_by_uid(first))  # the same traces, in another order
