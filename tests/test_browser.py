@@ -653,7 +653,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         assert page.locator(".js-plotly-plot").count() == 4  # 2 per-epoch and 2 per-step charts, never more
 
 
-def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_ends(browser, tmp_path):
+def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         open_and_check(page, f"{url}/live", "Live")
@@ -665,19 +665,20 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_ends(brows
         for run_id in ids:
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
+        for run_id in (ids[0], ids[2]):
             store.record_epoch(run_id, _epoch(1))
         accuracy = _chart(page, "Accuracy")
         accuracy.get_by_text("#3 moving l2").wait_for(timeout=15_000)
         accuracy.locator(".traces", has_text="#3 moving l2").locator(".legendtoggle").click()
         hidden = "chart => chart._fullData.filter(t => t.visible === 'legendonly').map(t => t.name)"
         page.wait_for_function(f"chart => ({hidden})(chart).length === 3", arg=accuracy.element_handle())
-        # the first run ends: Live shows the runs still training first, so every run's curves move
-        store.finish(ids[0], RunStatus.FINISHED)
-        for run_id in ids[1:]:
-            store.record_epoch(run_id, _epoch(2))
+        # run #2's first epoch: its curves come in between, and #3's move along (as the quick demo's
+        # batch norm and augmented runs come in among the others when they start)
+        for run_id in ids:
+            store.record_epoch(run_id, _epoch(2 if run_id != ids[1] else 1))
             store.heartbeat(run_id)
         page.wait_for_function(
-            "chart => chart._fullData[0].name === '#2 moving dropout' && chart._fullData[0].x.length === 2",
+            "chart => chart._fullData.map(t => t.name).includes('#2 moving dropout')",
             arg=accuracy.element_handle(),
             timeout=15_000,
         )
@@ -686,6 +687,14 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_ends(brows
             "#3 moving l2 best validation epoch (epoch 2)",
             "#3 moving l2 train",
         ]
+        # in launch order, whichever runs train: each run's legend entry keeps its place
+        store.finish(ids[0], RunStatus.FINISHED)
+        store.record_epoch(ids[1], _epoch(2))
+        page.wait_for_function(
+            "chart => chart._fullData[3].x.length === 2", arg=accuracy.element_handle(), timeout=15_000
+        )
+        legend = accuracy.locator(".legendtext").all_text_contents()
+        assert legend == ["#1 moving baseline", "#2 moving dropout", "#3 moving l2"]
 
 
 def _chart(page, title: str):

@@ -43,7 +43,7 @@ CHART_KINDS = ("epochs", "steps")
 class OnScreen(NamedTuple):
     runs: list[Run]  # every run of the experiment, newest first
     active: list[Run]  # running, then queued, in training order
-    shown: pd.DataFrame  # the runs on the charts
+    shown: pd.DataFrame  # the runs on the charts, in launch order
     training: bool  # whether anything trains, in this experiment or not
     newest_experiment: int  # 0 before the first
     waiting: frozenset[int]  # the queued runs that workers will take (not a paused round's)
@@ -63,7 +63,10 @@ def on_screen(experiment_id: int | None) -> OnScreen:
             runs = [run for run in runs if run.experiment_id == experiment_id]
             active = [run for run in active if run.experiment_id == experiment_id]
         ended = [run for run in runs if not run.status.active]
-        shown = runs_frame(active + ended[: RECENT if experiment_id is None else None])
+        # by id: a run's legend entry keeps its place while the runs around it start and end
+        shown = runs_frame(
+            sorted(active + ended[: RECENT if experiment_id is None else None], key=lambda r: r.id)
+        )
         newest = max((run.experiment_id or 0 for run in everything.runs), default=0)
         return OnScreen(runs, active, shown, bool(everything.active), newest, waiting)
 
