@@ -612,16 +612,19 @@ def _epoch(n: int) -> EpochMetrics:
     )
 
 
-def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_path):
+def _laptop_live(browser, url: str, tmp_path, name: str, variants: tuple[str, ...]) -> tuple:
+    """(page, store, run ids): Live on a laptop's screen, and a queued run '<name> <variant>' of
+    each variant."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    open_and_check(page, f"{url}/live", "Live")
+    store = Workspace(tmp_path / "home").store
+    ids = [store.enqueue(TrainConfig.for_variant(v, epochs=5), name=f"{name} {v}") for v in variants]
+    return page, store, ids
 
+
+def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        open_and_check(page, f"{url}/live", "Live")
-        store = Workspace(tmp_path / "home").store
-        ids = [
-            store.enqueue(TrainConfig.for_variant(v, epochs=5), name=f"growing {v}")
-            for v in ("baseline", "dropout")
-        ]
+        page, store, ids = _laptop_live(browser, url, tmp_path, "growing", ("baseline", "dropout"))
         for run_id in ids:
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
@@ -655,13 +658,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
 
 def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        open_and_check(page, f"{url}/live", "Live")
-        store = Workspace(tmp_path / "home").store
-        ids = [
-            store.enqueue(TrainConfig.for_variant(v, epochs=5), name=f"moving {v}")
-            for v in ("baseline", "dropout", "l2")
-        ]
+        page, store, ids = _laptop_live(browser, url, tmp_path, "moving", ("baseline", "dropout", "l2"))
         for run_id in ids:
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
