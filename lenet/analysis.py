@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import CLASSES
 from .data import Split
@@ -65,6 +68,8 @@ def weight_values(model: nn.Module) -> np.ndarray:
 def weight_report(models: dict[str, tuple[str, nn.Module]]) -> tuple[dict, pd.DataFrame]:
     """For models labelled {label: (variant, model)}: every weight value per model, and each layer's
     norms, as `charts.weight_histograms` and `charts.weight_norm_bars` draw them."""
+    import pandas as pd
+
     values = {label: (variant, weight_values(model)) for label, (variant, model) in models.items()}
     norms = pd.concat(
         [
@@ -77,6 +82,8 @@ def weight_report(models: dict[str, tuple[str, nn.Module]]) -> tuple[dict, pd.Da
 
 def layer_norms(model: nn.Module) -> pd.DataFrame:
     """L2 norm and mean |w| of each conv/linear layer's weights."""
+    import pandas as pd
+
     return pd.DataFrame(
         [
             {"layer": name, "norm": w.norm().item(), "mean_abs": w.abs().mean().item(), "count": w.numel()}

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .catalog import metadata_path
 from .config import EpochMetrics, StepMetrics, TrainConfig
@@ -718,6 +720,8 @@ class Store:
         return self._metrics("step_metrics", "global_step", run_ids)
 
     def _metrics(self, table: str, order: str, run_ids: list[int] | int) -> pd.DataFrame:
+        import pandas as pd
+
         ids = [run_ids] if isinstance(run_ids, int) else list(run_ids)
         marks = ",".join("?" * len(ids))
         with self._connect() as db:

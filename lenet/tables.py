@@ -4,7 +4,10 @@ declared hyperparameters, so that a new field is a new column everywhere at once
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .config import CONFIG_COLUMNS, KNOBS
 from .findings import spread
@@ -48,6 +51,8 @@ def run_table(runs: pd.DataFrame, every_setting: bool = True) -> pd.DataFrame:
 def summary_table(rows: list[dict], by: str) -> pd.DataFrame:
     """Mean ± std per variant or swept value (from `findings.aggregate`), as text a class can read;
     one seed shows one number, since it has no spread."""
+    import pandas as pd
+
     shown = {
         "train_accuracy": "train %",
         "val_accuracy": "validation %",

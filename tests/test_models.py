@@ -120,23 +120,29 @@ def test_the_registry_and_the_configs_load_without_torch():
     assert result.stdout.strip() == "False"
 
 
-def test_queuing_runs_and_starting_workers_never_import_torch(tmp_path):
+def test_queuing_runs_and_starting_workers_never_import_torch_or_pandas(tmp_path):
     """`preset`, `sweep`, `reproduce` and the dashboard queue runs and start the workers before any
     torch import (~2 s, on the cores the workers start on): the CLI's queue commands and the pool's
-    management run without it."""
+    management run without it, and without pandas (0.3 s), which a worker's training never needs
+    either; `runs` prints a table, with pandas but still no torch."""
     import os
     import subprocess
     import sys
 
+    loaded = "print(sorted({'torch', 'pandas'} & set(sys.modules)))"
     code = (
         "import sys; from lenet.cli import main; from lenet.worker import ensure_workers, wait_for_runs; "
         "from lenet.reproduce import reproduce, aggregate, markdown_table; "
-        "main(['runs']); main(['preset', '--list']); print('torch' in sys.modules)"
+        f"main(['preset', '--list']); {loaded}; main(['runs']); {loaded}"
     )
     env = {**os.environ, "LENET_HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert result.stdout.strip().splitlines()[-1] == "False"
-    assert "quick_demo" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "['pandas']"
+    assert "quick_demo" in result.stdout and "[]" in result.stdout.splitlines()
+
+    code = f"import sys; import lenet.worker, lenet.runs, lenet.train, lenet.stacked; {loaded}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == "['torch']"
 
 
 def test_every_variants_facts_match_the_network_it_builds():
