@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import Run, RunStatus
+from .records import Run, RunStatus, seconds_left
 from .workspace import REPO_ROOT, Workspace
 
 WORKER_NICENESS = 10  # the dashboard (niceness 0) gets a core back within a scheduler tick
@@ -279,7 +279,7 @@ def wait_for_runs(
             if not any(run.status.active for run in runs):
                 return runs
             ensure_workers(workspace, pool)
-            time.sleep(poll_s)
+            time.sleep(next_poll(runs, poll_s))
     except KeyboardInterrupt:
         for run in (store.get_run(i) for i in run_ids):
             if run.status == RunStatus.QUEUED:
@@ -287,3 +287,16 @@ def wait_for_runs(
             elif run.status == RunStatus.RUNNING:
                 store.request_stop(run.id)
         raise
+
+
+MIN_POLL_S = 0.2
+
+
+def next_poll(runs: list[Run], poll_s: float) -> float:
+    """Seconds until `wait_for_runs` looks again: `poll_s`, or sooner once the runs' ETAs
+    (`records.seconds_left`) say they should all have ended sooner, so that the wait ends within
+    `MIN_POLL_S` of the last run rather than up to `poll_s` after it."""
+    running = [run for run in runs if run.status == RunStatus.RUNNING]
+    queued = sum(run.status == RunStatus.QUEUED for run in runs)
+    left = seconds_left(running, queued, time.time())
+    return poll_s if left is None else min(poll_s, max(MIN_POLL_S, left))

@@ -17,6 +17,7 @@ from lenet.experiments import launch_preset
 from lenet.presets import PRESETS
 from lenet.records import Run, RunStatus, seconds_left
 from lenet.train import TrainConfig
+from lenet.worker import MIN_POLL_S, next_poll
 from ui import feed
 from ui.shared import _shared_views
 
@@ -133,6 +134,21 @@ def test_the_time_left_counts_the_runs_still_queued_after_each_workers_stack(sto
     # nothing to go by yet
     assert seconds_left([], 3, now) is None
     assert seconds_left([alone, replace(alone, eta_s=None)], 0, now) is None
+
+
+def test_a_wait_for_runs_looks_again_sooner_as_the_last_runs_near_their_end(store):
+    """`wait_for_runs` polls every `poll_s`, but not past the runs' expected end: the CLI returns
+    within MIN_POLL_S of the last run, instead of up to a second after it."""
+    now = time.time()
+    queued = store.get_run(store.enqueue(TrainConfig.for_variant("baseline", epochs=3)))
+    finished = replace(queued, status=RunStatus.FINISHED)
+    assert next_poll([queued], 1.0) == 1.0  # nothing to go by yet
+    assert next_poll([_running(store, 1, now - 5, None)], 1.0) == 1.0  # no ETA yet
+    assert next_poll([_running(store, 1, now - 5, 30.0)], 1.0) == 1.0
+    assert next_poll([_running(store, 1, now - 5, 0.6), finished], 1.0) == pytest.approx(0.6)
+    assert next_poll([_running(store, 1, now - 5, 0.0)], 1.0) == MIN_POLL_S  # ending: test, saving
+    # a run still queued behind it keeps the wait at its pace
+    assert next_poll([_running(store, 1, now - 5, 0.6), queued], 1.0) == 1.0
 
 
 def test_an_experiments_bar_says_how_far_it_is_and_about_when_its_last_run_ends(store):
