@@ -382,9 +382,9 @@ def test_the_dashboards_standby_pool_is_the_whole_pool_with_nothing_queued(
 
 
 def test_standby_workers_wait_warm_while_the_dashboard_lives_and_is_looked_at(workspace, store, worker_env):
-    """The dashboard's warm pool: a worker started with --standby warms up and outwaits its idle
-    exit while the process that started it lives and the dashboard has been looked at lately; it
-    trains what is queued then, and leaves once either is no longer so."""
+    """The dashboard's warm pool: a worker started with --standby warms up (imports and the dataset)
+    and outwaits its idle exit while the process that started it lives and the dashboard has been
+    looked at lately; it trains what is queued then, and leaves once either is no longer so."""
     workspace.home.mkdir(parents=True, exist_ok=True)
     workspace.standby_mark.touch()  # as ensure_workers(standby=True) does, whenever a page is drawn
     log = workspace.home / "standby.log"
@@ -394,7 +394,10 @@ def test_standby_workers_wait_warm_while_the_dashboard_lives_and_is_looked_at(wo
         for _ in range(2)
     ]
     try:
-        wait_until(lambda: log.exists() and log.read_text().count("warm, standing by") == 2, timeout=90)
+        wait_until(lambda: log.exists() and log.read_text().count("standing by") == 2, timeout=90)
+        # warm: imports done and the dataset decoded, before any run is queued
+        decoded = f"warm, FashionMNIST decoded from {Path(worker_env['FASHION_MNIST_DIR']).resolve()}"
+        assert log.read_text().count(decoded) == 2
         pids = sorted(store.live_workers())
         time.sleep(2)  # twice their idle exit
         assert sorted(store.live_workers()) == pids
