@@ -289,6 +289,7 @@ def _star(epoch, value, color: str, name: str) -> dict:
         "y": [_number(value)],
         "mode": "markers",
         "marker": {"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+        "cliponaxis": False,  # whole at the first or last epoch, not cut in half by the plot's edge
         "name": f"{name} (epoch {int(epoch)})",
         "showlegend": False,
     }

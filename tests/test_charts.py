@@ -119,6 +119,7 @@ def test_epoch_curves_star_each_runs_best_validation_epoch(runs):
         assert (
             star.x[0] == rows.loc[rows["val_loss"].idxmin(), "epoch"] and star.y[0] == rows["val_loss"].min()
         )
+        assert star.cliponaxis is False  # a best last epoch's star sits on the plot's edge: drawn whole
 
 
 def test_mean_curves_average_the_seeds_of_each_variant():
