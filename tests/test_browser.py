@@ -405,19 +405,27 @@ def _beating(tmp_path, run_id: int):
         thread.join()
 
 
-def open_from_the_room(page, url: str, heading: str) -> None:
-    """Open a page from the namespace's browser. Once in eight full runs, the first page over a
-    fresh veth link stayed without its heading for a minute, and the same test passed at once when
-    rerun; so one reload is allowed before failing. (That run's heartbeat, beaten only once then,
-    went stale within the test; it is beaten every second now, see `_beating`.)"""
+def open_from_the_room(page, url: str, heading: str, ready: str | None = None) -> None:
+    """Open a page from the namespace's browser: loaded once its heading and the element `ready`
+    (a selector) show. Once in eight full runs, the first page over a fresh veth link stayed without
+    its heading for a minute, and the same test passed at once when rerun; so one reload is allowed
+    before failing. (That run's heartbeat, beaten only once then, went stale within the test; it is
+    beaten every second now, see `_beating`.) Once since, in a fresh clone's CI, the Class page's
+    heading came and its nickname field did not, for a minute; that test passed five times alone
+    and in two whole runs of this file."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def loaded(timeout: int) -> None:
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout)
+        if ready is not None:
+            page.locator(ready).first.wait_for(timeout=timeout)
 
     page.goto(url)
     try:
-        page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+        loaded(30_000)
     except PlaywrightTimeout:
         page.reload()
-        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        loaded(60_000)
 
 
 def test_a_viewer_sees_no_control_and_a_forged_request_changes_nothing(browser, peer, tmp_path):
@@ -487,10 +495,9 @@ def test_three_students_join_from_another_device_submit_and_see_the_test_only_af
             pages = {}
             for name in ("Ada", "Bob", "Cy"):
                 page = pages[name] = laptop.new_page(viewport={"width": 1366, "height": 1200})
-                open_from_the_room(page, f"{room}/class", "Class round")
-                nickname = page.locator('input[aria-label="Nickname"]')
-                nickname.wait_for(timeout=60_000)
-                nickname.fill(name)
+                nickname = 'input[aria-label="Nickname"]'
+                open_from_the_room(page, f"{room}/class", "Class round", ready=nickname)
+                page.locator(nickname).fill(name)
                 page.get_by_role("button", name="Join").click()
                 submit = page.get_by_role("button", name="Submit run")
                 submit.wait_for(timeout=60_000)
