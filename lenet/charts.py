@@ -234,7 +234,8 @@ def epoch_curves_spec(
                 "name": label,
                 "legendgroup": label,
                 # what a viewer hid from the legend stays with the run (plotly's uirevision keys a
-                # trace's state by uid, else by index), though Live moves an ended run's curves last
+                # trace's state by uid, else by index), though its index moves as runs come onto
+                # the chart before it (the quick demo's batch norm and augment, which start later)
                 "uid": f"{run['id']} validation",
                 "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
                 "line": {"color": color, "dash": styles[run["id"]]["dash"]},

@@ -308,8 +308,8 @@ def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():
 
 
 def test_a_runs_live_curves_keep_their_uid_wherever_the_run_stands(runs):
-    """Plotly keeps what a viewer hid from the legend by trace uid (else by index), and Live moves an
-    ended run's curves after those of the runs still training."""
+    """Plotly keeps what a viewer hid from the legend by trace uid (else by index), and a run's
+    curves move along the chart as other runs come onto it."""
     store, runs = runs
     ids = runs["id"].tolist()
 
