@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LeNet5, Tanh, _block_weight, _MeanOfBlock, _to_blocks
+from .models import LeNet5, Tanh, _block_weight, _MeanOfBlock, _TanhAvgPool, _to_blocks
 
 _tanh = Tanh()
 
@@ -102,7 +102,7 @@ class StackedLeNet5(nn.Module):
         )  # (N, 4 pixels x K models x 6, 14, 14): model k's channels of pixel p at p x 6K + 6k
         y = _TanhMeanOfBlock.apply(y)  # (N, K x 6, 14, 14), model by model
         y = F.conv2d(y, self.conv2_w, self.conv2_b, groups=k)  # (N, K x 16, 10, 10)
-        y = F.avg_pool2d(_tanh(y), 2)  # (N, K x 16, 5, 5)
+        y = _TanhAvgPool.apply(y)  # (N, K x 16, 5, 5)
         h = y.reshape(n, k, 400).transpose(0, 1)  # (K, N, 400), flattened as LeNet5's Flatten
         w1, b1, w2, b2, w3, b3 = self.fc
         h = torch.baddbmm(b1.unsqueeze(1), h, w1.transpose(1, 2))

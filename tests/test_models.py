@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from lenet.models import (
     Tanh,
     UnknownVariantError,
+    _TanhAvgPool,
     create_model,
     get_variant,
     infer_architecture,
@@ -266,6 +267,22 @@ def test_training_keeps_each_variant_in_its_memory_layout(name):
         F.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8)).backward()
     assert any(shape == (8, 24, 14, 14) for shape, _ in saved)  # conv1's outputs on blocks
     assert all(in_layout for _, in_layout in saved), saved
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_conv2s_tanh_and_pooling_in_one_pass_are_torchs_with_their_gradient(layout):
+    """_TanhAvgPool, which trains conv2's activation and pooling, against nn.Tanh then AvgPool2d: the
+    same values and gradients, in the layout it was given (a stack's conv2 is NHWC)."""
+    torch.manual_seed(0)
+    z = (3 * torch.randn(4, 12, 10, 10)).contiguous(memory_format=layout).requires_grad_()
+    upstream = torch.randn(4, 12, 5, 5)
+    ours = _TanhAvgPool.apply(z)
+    (ours_grad,) = torch.autograd.grad(ours, z, upstream)
+    plain = F.avg_pool2d(torch.tanh(z), 2)
+    (plain_grad,) = torch.autograd.grad(plain, z, upstream)
+    torch.testing.assert_close(ours, plain, rtol=1e-5, atol=3e-7)
+    torch.testing.assert_close(ours_grad, plain_grad, rtol=1e-5, atol=3e-7)
+    assert ours.is_contiguous(memory_format=layout) and ours_grad.is_contiguous(memory_format=layout)
 
 
 def test_the_networks_tanh_is_torch_tanh_with_its_gradient():
