@@ -116,6 +116,21 @@ def _epoch_ticks(last_epoch) -> dict:
     return {}
 
 
+def _axes(
+    y_title: str, x_title: str = "epoch", percent: bool = False, planned_epochs=None, empty: bool = False
+) -> tuple[dict, dict]:
+    """(x axis, y axis); an epoch axis spans the runs' planned epochs (`planned_epochs`), so that
+    curves grow into it instead of the axis rescaling as epochs arrive."""
+    xaxis, yaxis = {"title": {"text": x_title}}, {"title": {"text": y_title}}
+    if percent:
+        yaxis["tickformat"] = ".0%"
+    if planned_epochs == planned_epochs and planned_epochs:  # known, not NaN
+        xaxis.update(range=[0, float(planned_epochs) + 0.5], **_epoch_ticks(planned_epochs))
+    if empty:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
+        yaxis["range"] = [0, 1] if percent else [0, 2.5]
+    return xaxis, yaxis
+
+
 def _layout_spec(
     title: str,
     y_title: str,
@@ -124,15 +139,8 @@ def _layout_spec(
     planned_epochs=None,
     empty: bool = False,
 ) -> dict:
-    """Title, axes and legend; an epoch axis spans the runs' planned epochs (`planned_epochs`), so
-    that curves grow into it instead of the axis rescaling as epochs arrive."""
-    xaxis, yaxis = {"title": {"text": x_title}}, {"title": {"text": y_title}}
-    if percent:
-        yaxis["tickformat"] = ".0%"
-    if planned_epochs == planned_epochs and planned_epochs:  # known, not NaN
-        xaxis.update(range=[0, float(planned_epochs) + 0.5], **_epoch_ticks(planned_epochs))
-    if empty:  # nothing to draw yet (a run just queued): sensible axes, not plotly's -1..4
-        yaxis["range"] = [0, 1] if percent else [0, 2.5]
+    """Title, axes (`_axes`) and legend."""
+    xaxis, yaxis = _axes(y_title, x_title, percent, planned_epochs, empty)
     return {
         "title": _title(title),
         "xaxis": xaxis,
@@ -192,7 +200,7 @@ def step_curves_spec(
                 "y": _values(rows[metric]),
                 "mode": "lines",
                 "name": (labels or {}).get(int(run["id"])) or run_label(run),
-                "uid": str(run["id"]),  # see epoch_curves_spec
+                "uid": str(run["id"]),  # see _epoch_traces
                 "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             }
         )
@@ -203,19 +211,50 @@ def step_curves_spec(
     return {"data": traces, "layout": layout}
 
 
-def epoch_curves(
-    epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", labels: dict[int, str] | None = None
-) -> go.Figure:
-    """Validation (solid) and training (faint dotted) curves per epoch, several runs overlaid; one
-    legend entry per run (clicking it hides both of its curves)."""
-    return go.Figure(epoch_curves_spec(epochs, runs, metric, labels))
+def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> go.Figure:
+    """Accuracy (left) and loss (right) per epoch of several runs: validation solid, training faint
+    dotted, a star on each run's best epoch; one legend entry per run, which hides its curves in both."""
+    return go.Figure(epoch_curves_spec(epochs, runs, labels))
 
 
-def epoch_curves_spec(
-    epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", labels: dict[int, str] | None = None
-) -> dict:
-    """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
+# Between the accuracy and the loss plots, a fraction of the figure's width: room for the loss
+# plot's tick labels and axis title
+PLOTS_GAP = 0.12
+
+
+def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
+    """`epoch_curves` as a plain dict (see `step_curves_spec`). One figure with one legend for both
+    plots: as two charts side by side, each with its own legend, the quick demo's 8 runs took 6
+    legend rows under each in presentation mode on a laptop (1366x768) and left the curves 150 px
+    high."""
+    traces = _epoch_traces(epochs, runs, "accuracy", labels)
+    traces += _epoch_traces(epochs, runs, "loss", labels, axes=("x2", "y2"), in_legend=False)
+    layout = _layout_spec(
+        "Accuracy and loss: validation (solid), train (dotted), ★ best epoch",
+        "accuracy",
+        percent=True,
+        planned_epochs=_planned(runs),
+        empty=not traces,
+    )
+    loss_x, loss_y = _axes("loss", planned_epochs=_planned(runs), empty=not traces)
+    layout["xaxis"]["domain"] = [0, 0.5 - PLOTS_GAP / 2]
+    layout["xaxis2"] = {**loss_x, "domain": [0.5 + PLOTS_GAP / 2, 1], "anchor": "y2"}
+    layout["yaxis2"] = {**loss_y, "anchor": "x2"}
+    return {"data": traces, "layout": layout}
+
+
+def _epoch_traces(
+    epochs: pd.DataFrame,
+    runs: pd.DataFrame,
+    metric: str,
+    labels: dict[int, str] | None,
+    axes: tuple[str, str] = ("x", "y"),
+    in_legend: bool = True,
+) -> list[dict]:
+    """Each run's validation (solid) and training (faint dotted) curve of `metric` per epoch and its
+    best epoch's star, on `axes`; one legend entry per run (`in_legend`), which hides all of them."""
     traces, styles = [], _style(runs)
+    on_axes = {"xaxis": axes[0], "yaxis": axes[1]}
     by_run = dict(tuple(epochs.groupby("run_id"))) if len(epochs) else {}
     for run in _run_rows(runs):
         rows = by_run.get(run["id"])
@@ -227,16 +266,18 @@ def epoch_curves_spec(
         traces.append(
             {
                 "type": "scatter",
+                **on_axes,
                 "x": x,
                 "y": _values(rows[f"val_{metric}"]),
                 # by its planned epochs: a run's curve keeps one look while it grows
                 "mode": _epoch_mode(run.get("epochs") or len(x)),
                 "name": label,
                 "legendgroup": label,
+                "showlegend": in_legend,
                 # what a viewer hid from the legend stays with the run (plotly's uirevision keys a
                 # trace's state by uid, else by index), though its index moves as runs come onto
                 # the chart before it (the quick demo's batch norm and augment, which start later)
-                "uid": f"{run['id']} validation",
+                "uid": f"{run['id']} validation {metric}",
                 "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
                 "line": {"color": color, "dash": styles[run["id"]]["dash"]},
             }
@@ -244,12 +285,13 @@ def epoch_curves_spec(
         traces.append(
             {
                 "type": "scatter",
+                **on_axes,
                 "x": x,
                 "y": _values(rows[f"train_{metric}"]),
                 "mode": "lines",
                 "name": f"{label} train",
                 "legendgroup": label,
-                "uid": f"{run['id']} train",
+                "uid": f"{run['id']} train {metric}",
                 "showlegend": False,
                 "hovertemplate": f"{label} train: %{{y}}<extra></extra>",
                 "opacity": 0.5,
@@ -260,15 +302,8 @@ def epoch_curves_spec(
         if rows["val_loss"].notna().any():
             best = rows.loc[rows["val_loss"].idxmin()]
             star = _star(best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
-            traces.append({**star, "legendgroup": label, "uid": f"{run['id']} best"})
-    layout = _layout_spec(
-        f"{metric.capitalize()}: validation (solid), train (dotted), ★ best epoch",
-        metric,
-        percent=metric == "accuracy",
-        planned_epochs=_planned(runs),
-        empty=not traces,
-    )
-    return {"data": traces, "layout": layout}
+            traces.append({**star, **on_axes, "legendgroup": label, "uid": f"{run['id']} best {metric}"})
+    return traces
 
 
 def _planned(runs: pd.DataFrame):

@@ -61,7 +61,7 @@ def progress_bars() -> None:
 # six runs' bars only their titles were, at 1366x768. The sidebar says how many runs train and until
 # about when; each run's bar and Stop button follow the charts.
 if runs:
-    ui.live_chart_pair(experiment_id, "epochs")
+    ui.live_curves(experiment_id, "epochs")
 progress_bars()
 if runs:
-    ui.live_chart_pair(experiment_id, "steps")
+    ui.live_curves(experiment_id, "steps")

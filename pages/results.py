@@ -114,9 +114,7 @@ chosen = st.multiselect(
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
     epochs = store.epoch_metrics(compare["id"].tolist())
-    left, right = st.columns(2)
-    ui.chart(charts.epoch_curves(epochs, compare), "cmp_curves", left)
-    ui.chart(charts.epoch_curves(epochs, compare, "loss"), "cmp_loss", right)
+    ui.chart(charts.epoch_curves(epochs, compare), "cmp_curves")
     ui.chart(charts.gap_panels(epochs, compare), "cmp_gap")
     if compare["test_accuracy"].notna().any():
         ui.chart(charts.test_accuracy_dots(compare), "cmp_test")

@@ -17,7 +17,7 @@ import torch
 
 from lenet import artifacts
 from lenet.config import EpochMetrics, StepMetrics
-from lenet.models import create_model
+from lenet.models import create_model, list_models
 from lenet.records import RunStatus, runs_frame
 from lenet.train import TrainConfig
 from lenet.worker import ENV_STANDBY
@@ -636,9 +636,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
             store.record_epoch(run_id, _epoch(1))
-        accuracy = page.locator(".js-plotly-plot").filter(
-            has=page.locator(".gtitle", has_text=re.compile("^Accuracy$"))
-        )
+        accuracy = _chart(page, EPOCHS_CHART)
         accuracy.get_by_text("#2 growing dropout").wait_for(timeout=15_000)
         # the viewer hides one run from the chart; the element is marked to tell it from a new one
         accuracy.locator(".traces", has_text="#1 growing baseline").locator(".legendtoggle").click()
@@ -660,7 +658,9 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         validation = {name: (n, visible) for name, n, visible in accuracy.evaluate(points) if "#" in name}
         assert validation["#1 growing baseline"] == (2, "legendonly")
         assert validation["#2 growing dropout"] == (2, True)
-        assert page.locator(".js-plotly-plot").count() == 4  # 2 per-epoch and 2 per-step charts, never more
+        assert (
+            page.locator(".js-plotly-plot").count() == 3
+        )  # the per-epoch one and 2 per-step charts, never more
 
 
 def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(browser, tmp_path):
@@ -671,11 +671,11 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(bro
             store.heartbeat(run_id)
         for run_id in (ids[0], ids[2]):
             store.record_epoch(run_id, _epoch(1))
-        accuracy = _chart(page, "Accuracy")
+        accuracy = _chart(page, EPOCHS_CHART)
         accuracy.get_by_text("#3 moving l2").wait_for(timeout=15_000)
         accuracy.locator(".traces", has_text="#3 moving l2").locator(".legendtoggle").click()
         hidden = "chart => chart._fullData.filter(t => t.visible === 'legendonly').map(t => t.name)"
-        page.wait_for_function(f"chart => ({hidden})(chart).length === 3", arg=accuracy.element_handle())
+        page.wait_for_function(f"chart => ({hidden})(chart).length === 6", arg=accuracy.element_handle())
         # run #2's first epoch: its curves come in between, and #3's move along (as the quick demo's
         # batch norm and augmented runs come in among the others when they start)
         for run_id in ids:
@@ -686,11 +686,10 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(bro
             arg=accuracy.element_handle(),
             timeout=15_000,
         )
-        assert sorted(accuracy.evaluate(hidden)) == [
-            "#3 moving l2",
-            "#3 moving l2 best validation epoch (epoch 2)",
-            "#3 moving l2 train",
-        ]
+        # its curves of accuracy and of loss, all hidden by its one legend entry
+        assert sorted(accuracy.evaluate(hidden)) == sorted(
+            2 * ["#3 moving l2", "#3 moving l2 best validation epoch (epoch 2)", "#3 moving l2 train"]
+        )
         # in launch order, whichever runs train: each run's legend entry keeps its place
         store.finish(ids[0], RunStatus.FINISHED)
         store.record_epoch(ids[1], _epoch(2))
@@ -699,6 +698,9 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(bro
         )
         legend = accuracy.locator(".legendtext").all_text_contents()
         assert legend == ["#1 moving baseline", "#2 moving dropout", "#3 moving l2"]
+
+
+EPOCHS_CHART = "Accuracy and loss"  # Live's per-epoch figure, one legend for both
 
 
 def _chart(page, title: str):
@@ -727,7 +729,7 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
         store.record_epoch(run_id, _epoch(1))
         store.heartbeat(run_id)
         # the chart in sight shows the epoch; the pair out of sight is not even asked for
-        _chart(page, "Accuracy").get_by_text("#1 stepping baseline").wait_for(timeout=15_000)
+        _chart(page, EPOCHS_CHART).get_by_text("#1 stepping baseline").wait_for(timeout=15_000)
         page.wait_for_timeout(7_000)  # past the per-step charts' refresh (6 s): they would be due
         points = "chart => chart._fullData.map(trace => trace.x.length)"
         assert steps.evaluate(points) == []
@@ -740,13 +742,16 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
         )
 
 
-def test_a_laptop_sees_the_curves_of_a_whole_demo_with_their_legend_clear_of_the_axis(browser, tmp_path):
+@pytest.mark.parametrize("page_path", ["live", "live?present=1"])
+def test_a_laptop_sees_the_curves_of_a_whole_demo_and_their_legend(browser, tmp_path, page_path):
+    """The quick demo's 8 runs on a laptop's screen (1366x768), as the teacher sees them or shows
+    them on a projector of that size: in presentation mode, with a legend under each of two charts,
+    the legends took 6 rows and left the curves 150 px high."""
     with serve_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
-        open_and_check(page, f"{url}/live", "Live")
+        open_and_check(page, f"{url}/{page_path}", "Live")
         store = Workspace(tmp_path / "home").store
-        variants = ("baseline", "dropout", "l2", "l2_optimized", "batch_norm", "early_stopping", "augment")
-        configs = [TrainConfig.for_variant(v, epochs=40) for v in variants]
+        configs = [TrainConfig.for_variant(v, epochs=40) for v in list_models()]
         store.create_experiment("demo", "preset", configs, varies="variant")
         for run in store.list_runs():  # every run training: six bars or more, as in the quick demo
             run_id = run.id
@@ -754,14 +759,26 @@ def test_a_laptop_sees_the_curves_of_a_whole_demo_with_their_legend_clear_of_the
             store.heartbeat(run_id)
             for n in (1, 2, 3):
                 store.record_epoch(run_id, _epoch(n))
-        for title in ("Accuracy", "Loss"):
-            chart = _chart(page, title)
-            chart.get_by_text("augment-s0").wait_for(timeout=15_000)  # the legend's fourth row
-            plot, axis_title, legend = (
-                chart.locator(part).bounding_box() for part in (".nsewdrag", ".g-xtitle", ".legend")
+        chart = _chart(page, EPOCHS_CHART)
+        last = "label_smoothing-s0" if page_path == "live" else "Label smoothing"
+        chart.get_by_text(last).wait_for(timeout=15_000)  # the legend's last entry
+        page.wait_for_timeout(500)  # laid out
+        page.screenshot(path=str(_shots(tmp_path) / f"{page_path.replace('?', '-')}-laptop-demo.png"))
+        plots = [box.bounding_box() for box in chart.locator(".nsewdrag").all()]
+        axis_titles = [box.bounding_box() for box in chart.locator(".g-xtitle, .g-x2title").all()]
+        legend = chart.locator(".legend").bounding_box()
+        assert len(plots) == 2 and len(axis_titles) == 2  # accuracy and loss, side by side
+        for plot in plots:  # the lesson whole on the laptop's screen, large enough to read
+            assert plot["y"] >= 0 and plot["y"] + plot["height"] <= 768 and plot["height"] >= 250, plots
+        # the legend under both axis titles, its last row on screen
+        assert legend["y"] >= max(title["y"] + title["height"] for title in axis_titles), (
+            legend,
+            axis_titles,
+        )
+        last_entry = chart.get_by_text(last).bounding_box()
+        assert last_entry["y"] + last_entry["height"] <= 768, last_entry
+        if page_path == "live":  # the runs' bars below the curves
+            assert (
+                page.get_by_text("baseline-s0 · epoch").bounding_box()["y"]
+                > plots[0]["y"] + plots[0]["height"]
             )
-            # the lesson on the laptop's screen, above the runs' bars; the legend under the axis title
-            assert plot["y"] >= 0 and plot["y"] + plot["height"] <= 768, (title, plot)
-            assert legend["y"] >= axis_title["y"] + axis_title["height"], (title, legend, axis_title)
-        assert page.get_by_text("baseline-s0 · epoch").bounding_box()["y"] > plot["y"] + plot["height"]
-        page.screenshot(path=str(_shots(tmp_path) / "live-laptop-seven-runs.png"))

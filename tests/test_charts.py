@@ -34,7 +34,7 @@ def test_live_curves_draw_only_traces_of_the_live_charts_plotly_bundle(runs):
 
     store, runs = runs
     ids = runs["id"].tolist()
-    figures = [charts.epoch_curves_spec(store.epoch_metrics(ids), runs, m) for m in ("accuracy", "loss")]
+    figures = [charts.epoch_curves_spec(store.epoch_metrics(ids), runs)]
     figures += [charts.step_curves_spec(store.step_metrics(ids), runs, m) for m in ("loss", "accuracy")]
     assert {trace["type"] for figure in figures for trace in figure["data"]} <= set(TRACE_TYPES)
 
@@ -44,8 +44,8 @@ def test_epoch_curves_and_gap_panels(runs):
     epochs = store.epoch_metrics(runs["id"].tolist())
     fig = charts.epoch_curves(epochs, runs)
     curves = [t for t in fig.data if t.mode != "markers"]
-    assert len(curves) == 4  # validation and train per run, and a star per run
-    assert all(list(t.x) == [1, 2] for t in curves) and len(fig.data) == 6
+    assert len(curves) == 8  # of accuracy and loss: validation and train per run, and a star per run
+    assert all(list(t.x) == [1, 2] for t in curves) and len(fig.data) == 12
     panels = charts.gap_panels(epochs, runs)
     assert len(panels.data) == 6  # validation, shaded gap and train per run
 
@@ -111,8 +111,8 @@ def test_sandbox_figures():
 def test_epoch_curves_star_each_runs_best_validation_epoch(runs):
     store, runs = runs
     epochs = store.epoch_metrics(runs["id"].tolist())
-    fig = charts.epoch_curves(epochs, runs, "loss")
-    stars = [t for t in fig.data if t.mode == "markers"]
+    fig = charts.epoch_curves(epochs, runs)
+    stars = [t for t in fig.data if t.mode == "markers" and t.yaxis == "y2"]  # on the loss plot
     assert len(stars) == len(runs)
     for star, (_, run) in zip(stars, runs.iterrows(), strict=True):
         rows = epochs[epochs["run_id"] == run["id"]]
@@ -197,7 +197,9 @@ def test_charts_with_nothing_to_draw_yet_have_sensible_axes():
     assert list(accuracy.layout.xaxis.range) == [0, 12.5]  # the run's 12 epochs
     four = queued.assign(epochs=4)
     empty_epochs = pd.DataFrame(columns=["run_id", "epoch", "val_accuracy", "train_accuracy", "val_loss"])
-    assert list(charts.epoch_curves(empty_epochs, four).layout.xaxis.range) == [0, 4.5]
+    empty = charts.epoch_curves(empty_epochs, four).layout
+    assert list(empty.xaxis.range) == list(empty.xaxis2.range) == [0, 4.5]
+    assert (list(empty.yaxis.range), list(empty.yaxis2.range)) == ([0, 1], [0, 2.5])
     assert list(charts.step_curves(no_steps, queued, "loss").layout.yaxis.range) == [0, 2.5]
 
 
@@ -249,11 +251,11 @@ def test_live_curves_are_plain_json_with_gaps_where_a_run_diverged():
     JSON.parse refuses it), a diverged epoch drawn as a gap."""
     runs = pd.DataFrame([{"id": 1, "name": "nan", "variant": "baseline", "epochs": 5, "total_steps": 10}])
     epochs = pd.DataFrame(_epoch_rows(1, 3, val_loss=lambda e: float("nan") if e == 3 else 1.0 / e))
-    spec = charts.epoch_curves_spec(epochs, runs, "loss")
+    spec = charts.epoch_curves_spec(epochs, runs)
     encoded = json.dumps(spec, allow_nan=False)
-    validation = spec["data"][0]
-    assert validation["y"] == [1.0, 0.5, None] and "NaN" not in encoded
-    assert charts.epoch_curves(epochs, runs, "loss").to_plotly_json()["data"][0]["y"] == [1.0, 0.5, None]
+    loss = next(i for i, trace in enumerate(spec["data"]) if trace["uid"] == "1 validation loss")
+    assert spec["data"][loss]["y"] == [1.0, 0.5, None] and "NaN" not in encoded
+    assert charts.epoch_curves(epochs, runs).to_plotly_json()["data"][loss]["y"] == [1.0, 0.5, None]
     steps = pd.DataFrame({"run_id": [1, 1], "global_step": [5, 10], "loss": [2.0, float("inf")]})
     assert charts.step_curves_spec(steps, runs, "loss")["data"][0]["y"] == [2.0, None]
 
@@ -269,7 +271,7 @@ def test_epochs_are_marked_on_short_runs_and_a_long_runs_curve_keeps_its_look_as
         epochs = pd.DataFrame(_epoch_rows(1, done) + _epoch_rows(2, done))
         traces = charts.epoch_curves_spec(epochs, runs)["data"]
         validation = [t for t in traces if "validation:" in t.get("hovertemplate", "")]
-        assert [t["mode"] for t in validation] == ["lines+markers", "lines"]
+        assert [t["mode"] for t in validation] == 2 * ["lines+markers", "lines"]  # accuracy, loss
     seeds = pd.DataFrame(_epoch_rows(1, 40) + _epoch_rows(2, 40))
     mean = charts.mean_curves(seeds, runs.assign(variant="dropout"))
     assert {t.mode for t in mean.data if t.mode != "markers" and t.fill is None} == {"lines"}
@@ -286,6 +288,36 @@ def test_projector_layout_is_the_same_for_a_plotly_figure_and_a_dict():
     assert as_dict["legend"] == {**under_the_plot, "font": {"size": 18}}
     assert as_dict["margin"]["t"] == 80 + 30 and as_dict["height"] == 560  # room for the larger text
     assert spec["layout"]["margin"]["t"] == 80  # the laptop's figure is left as it was
+
+
+def test_lives_epoch_figure_shows_accuracy_and_loss_side_by_side_with_one_legend_entry_per_run():
+    runs = pd.DataFrame(
+        [
+            {"id": 1, "name": "a", "variant": "baseline", "epochs": 5},
+            {"id": 2, "name": "b", "variant": "dropout", "epochs": 5},
+        ]
+    )
+    epochs = pd.DataFrame(_epoch_rows(1, 3) + _epoch_rows(2, 3))
+    spec = charts.for_projector(charts.epoch_curves_spec(epochs, runs))
+    layout, traces = spec["layout"], spec["data"]
+    # accuracy on the left half, loss on the right, apart
+    assert layout["xaxis"]["domain"][1] < layout["xaxis2"]["domain"][0] and layout["xaxis2"]["domain"][1] == 1
+    assert (layout["yaxis"]["title"]["text"], layout["yaxis2"]["title"]["text"]) == ("accuracy", "loss")
+    assert layout["xaxis"]["range"] == layout["xaxis2"]["range"] == [0, 5.5]
+    for axes, metric in ((("x", "y"), "accuracy"), (("x2", "y2"), "loss")):
+        validation = [
+            t
+            for t in traces
+            if (t["xaxis"], t["yaxis"]) == axes and t["uid"].endswith(f"validation {metric}")
+        ]
+        assert [t["y"] for t in validation] == [
+            [r[f"val_{metric}"] for r in _epoch_rows(i, 3)] for i in (1, 2)
+        ]
+    # one entry per run, which hides all of its curves on both sides
+    assert [t["name"] for t in traces if t.get("showlegend", True)] == ["#1 a", "#2 b"]
+    for name in ("#1 a", "#2 b"):
+        assert sum(t["legendgroup"] == name for t in traces) == 6  # validation, train, star; twice
+    assert layout["legend"]["orientation"] == "h" and layout["height"] == 560
 
 
 def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():
@@ -317,7 +349,7 @@ def test_a_runs_live_curves_keep_their_uid_wherever_the_run_stands(runs):
         return {trace["uid"]: trace["name"] for trace in spec["data"]}
 
     for build, data in (
-        (charts.epoch_curves_spec, store.epoch_metrics(ids)),
+        (lambda epochs, runs, _: charts.epoch_curves_spec(epochs, runs), store.epoch_metrics(ids)),
         (charts.step_curves_spec, store.step_metrics(ids)),
     ):
         first, moved = build(data, runs, "loss"), build(data, runs.iloc[::-1], "loss")

@@ -56,7 +56,7 @@ def test_the_feed_sends_each_running_runs_bar_and_a_chart_only_when_it_changed(s
     assert state["bars"][str(running)]["name"] == "first"
     assert state["bars"][str(running)]["detail"].startswith("epoch 2/3 · ")
     figures = state["charts"]["epochs"]["figures"]
-    assert [f["layout"]["title"]["text"] for f in figures] == ["Accuracy", "Loss"]
+    assert [f["layout"]["title"]["text"] for f in figures] == ["Accuracy and loss"]  # one legend
     assert "template" not in figures[0]["layout"]  # drawn in Streamlit's look by the browser
 
     drawn = state["charts"]["epochs"]["revision"]

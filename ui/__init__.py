@@ -12,7 +12,7 @@ pages/ folder as old-style pages until some session has run `st.navigation`).
 from lenet.tables import duration, percent
 
 from .actions import launch, launch_experiment, start_training, teacher_action
-from .feed_view import live_chart_pair, progress_bar, watch_live
+from .feed_view import live_curves, progress_bar, watch_live
 from .frame import PAGES, setup_page
 from .live_charts import LiveFigure, live_chart
 from .loaders import (
@@ -64,7 +64,7 @@ __all__ = [
     "launch",
     "launch_experiment",
     "live_chart",
-    "live_chart_pair",
+    "live_curves",
     "load_checkpoint",
     "load_uploaded_checkpoint",
     "mirrored_accuracy",

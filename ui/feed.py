@@ -79,8 +79,8 @@ class Charts(NamedTuple):
 
 
 def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Charts:
-    """The two per-epoch charts (rebuilt only when an epoch ends or a run changes status) or the two
-    per-step ones (at most once per chart refresh), for every viewer."""
+    """The per-epoch figure of accuracy and loss (rebuilt only when an epoch ends or a run changes
+    status) or the two per-step charts (at most once per chart refresh), for every viewer."""
     shown = on_screen(experiment_id).shown
 
     def epochs_changed() -> tuple:
@@ -95,7 +95,7 @@ def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Chart
         store = workspace().store
         if kind == "epochs":
             epochs = store.epoch_metrics(ids)
-            figures = [charts.epoch_curves_spec(epochs, shown, m, labels) for m in ("accuracy", "loss")]
+            figures = [charts.epoch_curves_spec(epochs, shown, labels)]
         else:
             steps = store.step_metrics(ids)
             figures = [charts.step_curves_spec(steps, shown, m, labels) for m in ("loss", "accuracy")]

@@ -116,6 +116,7 @@ const ROLES = {
     return bar;
   },
   charts(element, data, setTriggerValue, poller) {
+    element.style.gridTemplateColumns = `repeat(${data.keys.length}, minmax(0, 1fr))`;  // side by side
     const boxes = data.keys.map(() => {
       const box = document.createElement("div");
       box.className = "live-chart";
@@ -127,7 +128,7 @@ const ROLES = {
       kind: data.kind,
       revision: null,
       last: -Infinity,
-      // A pair out of sight (the per-step charts below the fold) is not asked for: the server
+      // Charts out of sight (the per-step ones below the fold) are not asked for: the server
       // builds no figure and the tab parses none, until one of them comes into sight.
       due: (now) => boxes.some(inSight) && now - charts.last >= data.every_ms - 100,
       refresh(next) {
@@ -210,7 +211,7 @@ _CSS = """
                   background: var(--st-secondary-background-color, #f0f2f6); margin-bottom: 0.75rem; }
 .feed-bar-fill { height: 100%; background: var(--st-primary-color, #ff4b4b); }
 .feed-summary .feed-bar-text { font-size: 0.875rem; }
-.feed-charts { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.feed-charts { display: grid; gap: 1rem; }
 .live-chart { width: 100%; min-width: 0; }
 """
 
@@ -267,10 +268,12 @@ def progress_bar(experiment_id: int | None, row: dict, where=None) -> None:
     )
 
 
-def live_chart_pair(experiment_id: int | None, kind: str) -> None:
-    """The two per-epoch or per-step charts side by side, redrawn in place when they change, at
-    most every 3 s (per-epoch) or 6 s (per-step), as drawn first by this rerun."""
+def live_curves(experiment_id: int | None, kind: str) -> None:
+    """The per-epoch figure (accuracy and loss side by side) or the two per-step charts, redrawn in
+    place when they change, at most every 3 s (per-epoch) or 6 s (per-step), as drawn first by
+    this rerun."""
     revision, figures = feed.live_charts(experiment_id, presenting(), kind)
+    figures = json.loads(figures)
     every_s = CHART_REFRESH_S if kind == "epochs" else STEP_CHART_REFRESH_S
     _mount(
         "charts",
@@ -279,9 +282,9 @@ def live_chart_pair(experiment_id: int | None, kind: str) -> None:
         query=_live_query(experiment_id),
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
         kind=kind,
-        keys=[0, 1],
+        keys=list(range(len(figures))),
         every_ms=int(1000 * pace_s(every_s)),
-        figures={"revision": revision, "figures": json.loads(figures)},
+        figures={"revision": revision, "figures": figures},
     )
 
 
