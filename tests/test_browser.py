@@ -534,6 +534,8 @@ def test_three_students_join_from_another_device_submit_and_see_the_test_only_af
                 ".some(c => c._fullData?.some(t => t.name?.includes('Ada') && t.x.length === 1))",
                 timeout=60_000,
             )
+            ada.locator(".live-chart.js-plotly-plot").scroll_into_view_if_needed()
+            ada.screenshot(path=str(_shots(tmp_path) / "class-student-curves.png"))
             for path in ("class", "results", "live"):
                 ada.goto(f"{room}/{path}?student={pages['Ada'].url.split('student=')[-1]}")
                 ada.wait_for_timeout(3_000)
