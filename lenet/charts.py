@@ -240,6 +240,9 @@ def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int
     layout["xaxis"]["domain"] = [0, 0.5 - PLOTS_GAP / 2]
     layout["xaxis2"] = {**loss_x, "domain": [0.5 + PLOTS_GAP / 2, 1], "anchor": "y2"}
     layout["yaxis2"] = {**loss_y, "anchor": "x2"}
+    # room for the last epoch's tick label, centred on the plot's right edge: without it plotly drew
+    # no "40" under the quick demo's loss plot on Results (it hides a label that overflows the figure)
+    layout["margin"]["r"] = 20
     return {"data": traces, "layout": layout}
 
 

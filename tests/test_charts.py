@@ -318,6 +318,7 @@ def test_lives_epoch_figure_shows_accuracy_and_loss_side_by_side_with_one_legend
     for name in ("#1 a", "#2 b"):
         assert sum(t["legendgroup"] == name for t in traces) == 6  # validation, train, star; twice
     assert layout["legend"]["orientation"] == "h" and layout["height"] == 560
+    assert layout["margin"]["r"] > 0  # room for the loss plot's last tick label, on its right edge
 
 
 def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():
