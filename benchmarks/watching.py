@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from lenet.presets import PRESETS
-from lenet.worker import ENV_STANDBY, PoolSettings
+from lenet.worker import ENV_STANDBY, STANDING_BY, PoolSettings
 from lenet.workspace import ENV_HOME, REPO_ROOT, Workspace
 
 from .sandbox import CHROMIUM, CHROMIUM_ARGS
@@ -109,7 +109,7 @@ def wait_for_warm_pool(home: Path) -> None:
     workspace, deadline = Workspace(home), time.monotonic() + 120
     while time.monotonic() < deadline:
         log = workspace.worker_log.read_text() if workspace.worker_log.exists() else ""
-        if log.count("warm, standing by") >= PoolSettings.from_env().parallel_runs:
+        if log.count(STANDING_BY) >= PoolSettings.from_env().parallel_runs:
             return
         time.sleep(0.5)
     raise RuntimeError("the dashboard's warm workers did not start")

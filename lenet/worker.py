@@ -44,6 +44,8 @@ ENV_STANDBY = "LENET_STANDBY_WORKERS"  # "0": the dashboard starts workers only 
 # A warm worker waits for work until the dashboard that started it has not been looked at for this
 # long: a lesson's pauses (the teacher on their slides), not a day.
 STANDBY_S = 15 * 60
+# What a warm worker's log line says once it waits for work: what the tests and benchmarks wait for
+STANDING_BY = "standing by for the dashboard"
 
 
 def standby_wanted() -> bool:
@@ -165,7 +167,7 @@ def run_worker(
 
                 warm_up()
                 decoded = _decode_dataset(workspace)
-                log(f"worker {pid}: warm{decoded}, standing by for the dashboard (pid {parent})")
+                log(f"worker {pid}: warm{decoded}, {STANDING_BY} (pid {parent})")
             idle_since = time.monotonic()
             while True:
                 store.mark_interrupted()

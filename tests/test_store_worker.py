@@ -20,7 +20,7 @@ from lenet.runs import execute_run
 from lenet.schema import MIGRATIONS
 from lenet.store import RunStateError, Store
 from lenet.train import TrainConfig
-from lenet.worker import STANDBY_S, PoolSettings, ensure_workers
+from lenet.worker import STANDBY_S, STANDING_BY, PoolSettings, ensure_workers
 
 from conftest import wait_until
 
@@ -394,7 +394,7 @@ def test_standby_workers_wait_warm_while_the_dashboard_lives_and_is_looked_at(wo
         for _ in range(2)
     ]
     try:
-        wait_until(lambda: log.exists() and log.read_text().count("standing by") == 2, timeout=90)
+        wait_until(lambda: log.exists() and log.read_text().count(STANDING_BY) == 2, timeout=90)
         # warm: imports done and the dataset decoded, before any run is queued
         decoded = f"warm, FashionMNIST decoded from {Path(worker_env['FASHION_MNIST_DIR']).resolve()}"
         assert log.read_text().count(decoded) == 2
