@@ -8,7 +8,11 @@ import pytest
 
 from benchmarks.against import THIS, older_checkout, summarize
 from benchmarks.viewers import stop_workers
-from lenet.workspace import ENV_HOME, REPO_ROOT
+from benchmarks.watching import wait_for_warm_pool
+from lenet.worker import ENV_PARALLEL, PoolSettings, ensure_workers
+from lenet.workspace import ENV_HOME, REPO_ROOT, Workspace
+
+from conftest import make_dataset_dir
 
 
 def worktrees() -> str:
@@ -62,3 +66,19 @@ def test_stop_workers_ends_the_workers_of_that_home_only(tmp_path):
         for process in (ours, another):
             process.kill()
             process.wait()
+
+
+def test_the_watching_benchmark_finds_the_dashboards_pool_warm(tmp_path, monkeypatch):
+    """`make bench`'s warm-pool round waits for the pool that the dashboard keeps warm, by what its
+    workers log: a change to that line once made the benchmark wait 120 s and give up."""
+    home = tmp_path / "home"
+    monkeypatch.setenv(ENV_HOME, str(home))
+    monkeypatch.setenv(ENV_PARALLEL, "2")
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(make_dataset_dir(tmp_path / "fmnist")))
+    workspace = Workspace(home)
+    try:
+        assert len(ensure_workers(workspace, PoolSettings(2, 1), standby=True)) == 2  # as the dashboard does
+        wait_for_warm_pool(home)
+        assert workspace.worker_log.read_text().count("FashionMNIST decoded") == 2
+    finally:
+        stop_workers(home)
