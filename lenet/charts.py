@@ -174,18 +174,29 @@ def _values(column: pd.Series) -> list:
     return [_number(v) for v in column.tolist()]
 
 
-def step_curves(
-    steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss", labels: dict[int, str] | None = None
-) -> go.Figure:
-    """Per-step training loss or accuracy of several runs, x in epochs so runs of any size align."""
-    return go.Figure(step_curves_spec(steps, runs, metric, labels))
+def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> go.Figure:
+    """Per-step training loss (left) and accuracy (right) of several runs, x in epochs so that runs
+    of any size align; one legend entry per run, which hides its curves in both."""
+    return go.Figure(step_curves_spec(steps, runs, labels))
 
 
-def step_curves_spec(
-    steps: pd.DataFrame, runs: pd.DataFrame, metric: str = "loss", labels: dict[int, str] | None = None
-) -> dict:
+def step_curves_spec(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
     """`step_curves` as a plain dict: Live builds it every few seconds, and plotly's objects took
     six to eight times as long to build and encode."""
+    traces = _step_traces(steps, runs, "loss", labels)
+    traces += _step_traces(steps, runs, "accuracy", labels, axes=("x2", "y2"), in_legend=False)
+    return _side_by_side("Training loss and accuracy (per step)", ("loss", "accuracy"), traces, runs)
+
+
+def _step_traces(
+    steps: pd.DataFrame,
+    runs: pd.DataFrame,
+    metric: str,
+    labels: dict[int, str] | None,
+    axes: tuple[str, str] = ("x", "y"),
+    in_legend: bool = True,
+) -> list[dict]:
+    """Each run's curve of `metric` per logged step, on `axes` (see `_epoch_traces`)."""
     traces, styles = [], _style(runs)
     by_run = dict(tuple(steps.groupby("run_id"))) if len(steps) else {}
     for run in _run_rows(runs):
@@ -193,22 +204,23 @@ def step_curves_spec(
         if rows is None or not run.get("total_steps"):
             continue
         steps_per_epoch = run["total_steps"] / run["epochs"]
+        label = (labels or {}).get(int(run["id"])) or run_label(run)
         traces.append(
             {
                 "type": "scatter",
+                "xaxis": axes[0],
+                "yaxis": axes[1],
                 "x": _values(rows["global_step"] / steps_per_epoch),
                 "y": _values(rows[metric]),
                 "mode": "lines",
-                "name": (labels or {}).get(int(run["id"])) or run_label(run),
-                "uid": str(run["id"]),  # see _epoch_traces
+                "name": label,
+                "legendgroup": label,
+                "showlegend": in_legend,
+                "uid": f"{run['id']} {metric}",  # see _epoch_traces
                 "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             }
         )
-    title = "Training loss (per step)" if metric == "loss" else "Training accuracy (per step)"
-    layout = _layout_spec(
-        title, metric, percent=metric == "accuracy", planned_epochs=_planned(runs), empty=not traces
-    )
-    return {"data": traces, "layout": layout}
+    return traces
 
 
 def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> go.Figure:
@@ -217,29 +229,30 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str
     return go.Figure(epoch_curves_spec(epochs, runs, labels))
 
 
-# Between the accuracy and the loss plots, a fraction of the figure's width: room for the loss
-# plot's tick labels and axis title
+def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
+    """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
+    traces = _epoch_traces(epochs, runs, "accuracy", labels)
+    traces += _epoch_traces(epochs, runs, "loss", labels, axes=("x2", "y2"), in_legend=False)
+    title = "Accuracy and loss: validation (solid), train (dotted), ★ best epoch"
+    return _side_by_side(title, ("accuracy", "loss"), traces, runs)
+
+
+# Between the two plots, a fraction of the figure's width: room for the right one's tick labels and
+# axis title
 PLOTS_GAP = 0.12
 
 
-def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
-    """`epoch_curves` as a plain dict (see `step_curves_spec`). One figure with one legend for both
-    plots: as two charts side by side, each with its own legend, the quick demo's 8 runs took 6
-    legend rows under each in presentation mode on a laptop (1366x768) and left the curves 150 px
-    high."""
-    traces = _epoch_traces(epochs, runs, "accuracy", labels)
-    traces += _epoch_traces(epochs, runs, "loss", labels, axes=("x2", "y2"), in_legend=False)
-    layout = _layout_spec(
-        "Accuracy and loss: validation (solid), train (dotted), ★ best epoch",
-        "accuracy",
-        percent=True,
-        planned_epochs=_planned(runs),
-        empty=not traces,
-    )
-    loss_x, loss_y = _axes("loss", planned_epochs=_planned(runs), empty=not traces)
+def _side_by_side(title: str, metrics: tuple[str, str], traces: list[dict], runs: pd.DataFrame) -> dict:
+    """Two plots of one figure side by side, of `metrics` per epoch (their traces on axes x, y and x2,
+    y2), with one legend under both. As two charts, each with its own legend, the quick demo's 8
+    runs took 6 legend rows under each in presentation mode on a laptop (1366x768) and left the
+    curves 150 px high."""
+    (left, right), planned, empty = metrics, _planned(runs), not traces
+    layout = _layout_spec(title, left, percent=left == "accuracy", planned_epochs=planned, empty=empty)
+    right_x, right_y = _axes(right, percent=right == "accuracy", planned_epochs=planned, empty=empty)
     layout["xaxis"]["domain"] = [0, 0.5 - PLOTS_GAP / 2]
-    layout["xaxis2"] = {**loss_x, "domain": [0.5 + PLOTS_GAP / 2, 1], "anchor": "y2"}
-    layout["yaxis2"] = {**loss_y, "anchor": "x2"}
+    layout["xaxis2"] = {**right_x, "domain": [0.5 + PLOTS_GAP / 2, 1], "anchor": "y2"}
+    layout["yaxis2"] = {**right_y, "anchor": "x2"}
     # room for the last epoch's tick label, centred on the plot's right edge: without it plotly drew
     # no "40" under the quick demo's loss plot on Results (it hides a label that overflows the figure)
     layout["margin"]["r"] = 20

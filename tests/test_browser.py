@@ -660,9 +660,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         validation = {name: (n, visible) for name, n, visible in accuracy.evaluate(points) if "#" in name}
         assert validation["#1 growing baseline"] == (2, "legendonly")
         assert validation["#2 growing dropout"] == (2, True)
-        assert (
-            page.locator(".js-plotly-plot").count() == 3
-        )  # the per-epoch one and 2 per-step charts, never more
+        assert page.locator(".js-plotly-plot").count() == 2  # the per-epoch and per-step figures, never more
 
 
 def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(browser, tmp_path):
@@ -722,7 +720,7 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
         run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=5), name="stepping baseline")
         store.claim_next(os.getpid())
         store.heartbeat(run_id)
-        steps = _chart(page, "Training loss (per step)")
+        steps = _chart(page, "Training loss and accuracy (per step)")
         steps.wait_for(state="attached", timeout=15_000)  # drawn once, empty, below the laptop's fold
         for n in range(1, 11):
             store.record_step(
@@ -738,7 +736,7 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
         assert any("epochs" in kinds for kinds in asked) and not any("steps" in kinds for kinds in asked)
         steps.scroll_into_view_if_needed()
         page.wait_for_function(
-            "chart => chart._fullData.length === 1 && chart._fullData[0].x.length === 10",
+            "chart => chart._fullData.length === 2 && chart._fullData.every(trace => trace.x.length === 10)",
             arg=steps.element_handle(),
             timeout=5_000,
         )

@@ -20,13 +20,19 @@ def runs(trained):
 def test_step_curves_plot_every_logged_step_in_epoch_units(runs):
     store, runs = runs
     steps = store.step_metrics(runs["id"].tolist())
-    fig = charts.step_curves(steps, runs, "loss")
-    assert len(fig.data) == 2
-    for trace, (_, run) in zip(fig.data, runs.iterrows(), strict=True):
-        rows = steps[steps["run_id"] == run["id"]]
-        assert len(trace.x) == len(rows) > 0
-        assert max(trace.x) == pytest.approx(run["epochs"])  # the last step ends the last epoch
-        assert trace.line.color == charts.variant_color(run["variant"])
+    fig = charts.step_curves(steps, runs)
+    assert len(fig.data) == 4  # loss on the left, accuracy on the right
+    for metric, axes in (("loss", ("x", "y")), ("accuracy", ("x2", "y2"))):
+        curves = [trace for trace in fig.data if (trace.xaxis, trace.yaxis) == axes]
+        for trace, (_, run) in zip(curves, runs.iterrows(), strict=True):
+            rows = steps[steps["run_id"] == run["id"]]
+            assert list(trace.y) == rows[metric].tolist() and len(trace.x) == len(rows) > 0
+            assert max(trace.x) == pytest.approx(run["epochs"])  # the last step ends the last epoch
+            assert trace.line.color == charts.variant_color(run["variant"])
+    # one legend entry per run, which hides both of its curves
+    assert [trace.legendgroup for trace in fig.data if trace.showlegend] == [
+        trace.name for trace in fig.data[:2]
+    ]
 
 
 def test_live_curves_draw_only_traces_of_the_live_charts_plotly_bundle(runs):
@@ -35,7 +41,7 @@ def test_live_curves_draw_only_traces_of_the_live_charts_plotly_bundle(runs):
     store, runs = runs
     ids = runs["id"].tolist()
     figures = [charts.epoch_curves_spec(store.epoch_metrics(ids), runs)]
-    figures += [charts.step_curves_spec(store.step_metrics(ids), runs, m) for m in ("loss", "accuracy")]
+    figures += [charts.step_curves_spec(store.step_metrics(ids), runs)]
     assert {trace["type"] for figure in figures for trace in figure["data"]} <= set(TRACE_TYPES)
 
 
@@ -192,15 +198,14 @@ def test_gap_panels_shade_only_where_train_is_above_validation():
 def test_charts_with_nothing_to_draw_yet_have_sensible_axes():
     no_steps = pd.DataFrame(columns=["run_id", "global_step", "loss", "accuracy"])
     queued = pd.DataFrame([{"id": 1, "name": "q", "variant": "baseline", "total_steps": None, "epochs": 12}])
-    accuracy = charts.step_curves(no_steps, queued, "accuracy")
-    assert not accuracy.data and list(accuracy.layout.yaxis.range) == [0, 1]
-    assert list(accuracy.layout.xaxis.range) == [0, 12.5]  # the run's 12 epochs
+    steps = charts.step_curves(no_steps, queued).layout
+    assert (list(steps.yaxis.range), list(steps.yaxis2.range)) == ([0, 2.5], [0, 1])  # loss, accuracy
+    assert list(steps.xaxis.range) == list(steps.xaxis2.range) == [0, 12.5]  # the run's 12 epochs
     four = queued.assign(epochs=4)
     empty_epochs = pd.DataFrame(columns=["run_id", "epoch", "val_accuracy", "train_accuracy", "val_loss"])
     empty = charts.epoch_curves(empty_epochs, four).layout
     assert list(empty.xaxis.range) == list(empty.xaxis2.range) == [0, 4.5]
     assert (list(empty.yaxis.range), list(empty.yaxis2.range)) == ([0, 1], [0, 2.5])
-    assert list(charts.step_curves(no_steps, queued, "loss").layout.yaxis.range) == [0, 2.5]
 
 
 def test_one_seed_says_so_without_a_spread():
@@ -256,8 +261,15 @@ def test_live_curves_are_plain_json_with_gaps_where_a_run_diverged():
     loss = next(i for i, trace in enumerate(spec["data"]) if trace["uid"] == "1 validation loss")
     assert spec["data"][loss]["y"] == [1.0, 0.5, None] and "NaN" not in encoded
     assert charts.epoch_curves(epochs, runs).to_plotly_json()["data"][loss]["y"] == [1.0, 0.5, None]
-    steps = pd.DataFrame({"run_id": [1, 1], "global_step": [5, 10], "loss": [2.0, float("inf")]})
-    assert charts.step_curves_spec(steps, runs, "loss")["data"][0]["y"] == [2.0, None]
+    steps = pd.DataFrame(
+        {
+            "run_id": [1, 1],
+            "global_step": [5, 10],
+            "loss": [2.0, float("inf")],
+            "accuracy": [0.1, float("nan")],
+        }
+    )
+    assert [t["y"] for t in charts.step_curves_spec(steps, runs)["data"]] == [[2.0, None], [0.1, None]]
 
 
 def test_epochs_are_marked_on_short_runs_and_a_long_runs_curve_keeps_its_look_as_it_grows():
@@ -350,10 +362,10 @@ def test_a_runs_live_curves_keep_their_uid_wherever_the_run_stands(runs):
         return {trace["uid"]: trace["name"] for trace in spec["data"]}
 
     for build, data in (
-        (lambda epochs, runs, _: charts.epoch_curves_spec(epochs, runs), store.epoch_metrics(ids)),
+        (charts.epoch_curves_spec, store.epoch_metrics(ids)),
         (charts.step_curves_spec, store.step_metrics(ids)),
     ):
-        first, moved = build(data, runs, "loss"), build(data, runs.iloc[::-1], "loss")
+        first, moved = build(data, runs), build(data, runs.iloc[::-1])
         assert len(names_by_uid(first)) == len(first["data"]) > 1  # one uid per trace
         assert names_by_uid(moved) == names_by_uid(first)
         assert list(names_by_uid(moved)) != list(names_by_uid(first))  # the same traces, in another order

@@ -79,8 +79,9 @@ class Charts(NamedTuple):
 
 
 def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Charts:
-    """The per-epoch figure of accuracy and loss (rebuilt only when an epoch ends or a run changes
-    status) or the two per-step charts (at most once per chart refresh), for every viewer."""
+    """The per-epoch figure, accuracy and loss (rebuilt only when an epoch ends or a run changes
+    status), or the per-step one, training loss and accuracy (at most once per chart refresh), for
+    every viewer."""
     shown = on_screen(experiment_id).shown
 
     def epochs_changed() -> tuple:
@@ -98,7 +99,7 @@ def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Chart
             figures = [charts.epoch_curves_spec(epochs, shown, labels)]
         else:
             steps = store.step_metrics(ids)
-            figures = [charts.step_curves_spec(steps, shown, m, labels) for m in ("loss", "accuracy")]
+            figures = [charts.step_curves_spec(steps, shown, labels)]
         encoded = json.dumps([charts.for_projector(f) if presenting else f for f in figures], allow_nan=False)
         return Charts(hashlib.sha1(encoded.encode()).hexdigest()[:16], encoded)
 

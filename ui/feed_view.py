@@ -116,7 +116,6 @@ const ROLES = {
     return bar;
   },
   charts(element, data, setTriggerValue, poller) {
-    element.style.gridTemplateColumns = `repeat(${data.keys.length}, minmax(0, 1fr))`;  // side by side
     const boxes = data.keys.map(() => {
       const box = document.createElement("div");
       box.className = "live-chart";
@@ -128,8 +127,8 @@ const ROLES = {
       kind: data.kind,
       revision: null,
       last: -Infinity,
-      // Charts out of sight (the per-step ones below the fold) are not asked for: the server
-      // builds no figure and the tab parses none, until one of them comes into sight.
+      // A figure out of sight (the per-step one below the fold) is not asked for: the server
+      // builds none and the tab parses none, until it comes into sight.
       due: (now) => boxes.some(inSight) && now - charts.last >= data.every_ms - 100,
       refresh(next) {
         data = next;
@@ -211,7 +210,6 @@ _CSS = """
                   background: var(--st-secondary-background-color, #f0f2f6); margin-bottom: 0.75rem; }
 .feed-bar-fill { height: 100%; background: var(--st-primary-color, #ff4b4b); }
 .feed-summary .feed-bar-text { font-size: 0.875rem; }
-.feed-charts { display: grid; gap: 1rem; }
 .live-chart { width: 100%; min-width: 0; }
 """
 
@@ -269,9 +267,9 @@ def progress_bar(experiment_id: int | None, row: dict, where=None) -> None:
 
 
 def live_curves(experiment_id: int | None, kind: str) -> None:
-    """The per-epoch figure (accuracy and loss side by side) or the two per-step charts, redrawn in
-    place when they change, at most every 3 s (per-epoch) or 6 s (per-step), as drawn first by
-    this rerun."""
+    """The per-epoch figure (accuracy and loss side by side) or the per-step one (training loss and
+    accuracy), redrawn in place when it changes, at most every 3 s (per-epoch) or 6 s (per-step),
+    as drawn first by this rerun."""
     revision, figures = feed.live_charts(experiment_id, presenting(), kind)
     figures = json.loads(figures)
     every_s = CHART_REFRESH_S if kind == "epochs" else STEP_CHART_REFRESH_S
