@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -183,20 +184,19 @@ def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] 
 def step_curves_spec(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
     """`step_curves` as a plain dict: Live builds it every few seconds, and plotly's objects took
     six to eight times as long to build and encode."""
-    traces = _step_traces(steps, runs, "loss", labels)
-    traces += _step_traces(steps, runs, "accuracy", labels, axes=("x2", "y2"), in_legend=False)
-    return _side_by_side("Training loss and accuracy (per step)", ("loss", "accuracy"), traces, runs)
+    title = "Training loss and accuracy (per step)"
+    return _side_by_side(
+        title,
+        ("loss", "accuracy"),
+        runs,
+        lambda metric, axes: _step_traces(steps, runs, labels, metric, axes),
+    )
 
 
 def _step_traces(
-    steps: pd.DataFrame,
-    runs: pd.DataFrame,
-    metric: str,
-    labels: dict[int, str] | None,
-    axes: tuple[str, str] = ("x", "y"),
-    in_legend: bool = True,
+    steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None, metric: str, axes: dict
 ) -> list[dict]:
-    """Each run's curve of `metric` per logged step, on `axes` (see `_epoch_traces`)."""
+    """Each run's curve of `metric` per logged step, on `axes` (of a `_side_by_side` figure)."""
     traces, styles = [], _style(runs)
     by_run = dict(tuple(steps.groupby("run_id"))) if len(steps) else {}
     for run in _run_rows(runs):
@@ -208,15 +208,13 @@ def _step_traces(
         traces.append(
             {
                 "type": "scatter",
-                "xaxis": axes[0],
-                "yaxis": axes[1],
                 "x": _values(rows["global_step"] / steps_per_epoch),
                 "y": _values(rows[metric]),
                 "mode": "lines",
                 "name": label,
                 "legendgroup": label,
-                "showlegend": in_legend,
                 "uid": f"{run['id']} {metric}",  # see _epoch_traces
+                **axes,
                 "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             }
         )
@@ -231,10 +229,13 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str
 
 def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
     """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
-    traces = _epoch_traces(epochs, runs, "accuracy", labels)
-    traces += _epoch_traces(epochs, runs, "loss", labels, axes=("x2", "y2"), in_legend=False)
     title = "Accuracy and loss: validation (solid), train (dotted), ★ best epoch"
-    return _side_by_side(title, ("accuracy", "loss"), traces, runs)
+    return _side_by_side(
+        title,
+        ("accuracy", "loss"),
+        runs,
+        lambda metric, axes: _epoch_traces(epochs, runs, labels, metric, axes),
+    )
 
 
 # Between the two plots, a fraction of the figure's width: room for the right one's tick labels and
@@ -242,12 +243,18 @@ def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int
 PLOTS_GAP = 0.12
 
 
-def _side_by_side(title: str, metrics: tuple[str, str], traces: list[dict], runs: pd.DataFrame) -> dict:
-    """Two plots of one figure side by side, of `metrics` per epoch (their traces on axes x, y and x2,
-    y2), with one legend under both. As two charts, each with its own legend, the quick demo's 8
-    runs took 6 legend rows under each in presentation mode on a laptop (1366x768) and left the
-    curves 150 px high."""
-    (left, right), planned, empty = metrics, _planned(runs), not traces
+def _side_by_side(
+    title: str, metrics: tuple[str, str], runs: pd.DataFrame, traces_of: Callable[[str, dict], list[dict]]
+) -> dict:
+    """Two plots of one figure side by side, of the runs' `metrics` over epochs, with one legend
+    under both: `traces_of(metric, axes)` gives a metric's traces on `axes` (a dict to add to each).
+    A run's legend entry is its left plot's, and hides its traces in both (one legend group). As two
+    charts, each with its own legend, the quick demo's 8 runs took 6 legend rows under each in
+    presentation mode on a laptop (1366x768) and left the curves 150 px high."""
+    left, right = metrics
+    traces = traces_of(left, {"xaxis": "x", "yaxis": "y"})
+    traces += [{**trace, "showlegend": False} for trace in traces_of(right, {"xaxis": "x2", "yaxis": "y2"})]
+    planned, empty = _planned(runs), not traces
     layout = _layout_spec(title, left, percent=left == "accuracy", planned_epochs=planned, empty=empty)
     right_x, right_y = _axes(right, percent=right == "accuracy", planned_epochs=planned, empty=empty)
     layout["xaxis"]["domain"] = [0, 0.5 - PLOTS_GAP / 2]
@@ -260,17 +267,12 @@ def _side_by_side(title: str, metrics: tuple[str, str], traces: list[dict], runs
 
 
 def _epoch_traces(
-    epochs: pd.DataFrame,
-    runs: pd.DataFrame,
-    metric: str,
-    labels: dict[int, str] | None,
-    axes: tuple[str, str] = ("x", "y"),
-    in_legend: bool = True,
+    epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None, metric: str, axes: dict
 ) -> list[dict]:
     """Each run's validation (solid) and training (faint dotted) curve of `metric` per epoch and its
-    best epoch's star, on `axes`; one legend entry per run (`in_legend`), which hides all of them."""
+    best epoch's star, on `axes` (of a `_side_by_side` figure); one legend entry per run, which
+    hides all of them."""
     traces, styles = [], _style(runs)
-    on_axes = {"xaxis": axes[0], "yaxis": axes[1]}
     by_run = dict(tuple(epochs.groupby("run_id"))) if len(epochs) else {}
     for run in _run_rows(runs):
         rows = by_run.get(run["id"])
@@ -282,26 +284,25 @@ def _epoch_traces(
         traces.append(
             {
                 "type": "scatter",
-                **on_axes,
                 "x": x,
                 "y": _values(rows[f"val_{metric}"]),
                 # by its planned epochs: a run's curve keeps one look while it grows
                 "mode": _epoch_mode(run.get("epochs") or len(x)),
                 "name": label,
                 "legendgroup": label,
-                "showlegend": in_legend,
                 # what a viewer hid from the legend stays with the run (plotly's uirevision keys a
                 # trace's state by uid, else by index), though its index moves as runs come onto
                 # the chart before it (the quick demo's batch norm and augment, which start later)
                 "uid": f"{run['id']} validation {metric}",
                 "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
                 "line": {"color": color, "dash": styles[run["id"]]["dash"]},
+                **axes,
             }
         )
         traces.append(
             {
                 "type": "scatter",
-                **on_axes,
+                **axes,
                 "x": x,
                 "y": _values(rows[f"train_{metric}"]),
                 "mode": "lines",
@@ -318,7 +319,7 @@ def _epoch_traces(
         if rows["val_loss"].notna().any():
             best = rows.loc[rows["val_loss"].idxmin()]
             star = _star(best["epoch"], best[f"val_{metric}"], color, f"{label} best validation epoch")
-            traces.append({**star, **on_axes, "legendgroup": label, "uid": f"{run['id']} best {metric}"})
+            traces.append({**star, **axes, "legendgroup": label, "uid": f"{run['id']} best {metric}"})
     return traces
 
 
