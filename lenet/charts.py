@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -185,12 +186,7 @@ def step_curves_spec(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, 
     """`step_curves` as a plain dict: Live builds it every few seconds, and plotly's objects took
     six to eight times as long to build and encode."""
     title = "Training loss and accuracy (per step)"
-    return _side_by_side(
-        title,
-        ("loss", "accuracy"),
-        runs,
-        lambda metric, axes: _step_traces(steps, runs, labels, metric, axes),
-    )
+    return _side_by_side(title, ("loss", "accuracy"), runs, partial(_step_traces, steps, runs, labels))
 
 
 def _step_traces(
@@ -230,12 +226,7 @@ def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str
 def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
     """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
     title = "Accuracy and loss: validation (solid), train (dotted), ★ best epoch"
-    return _side_by_side(
-        title,
-        ("accuracy", "loss"),
-        runs,
-        lambda metric, axes: _epoch_traces(epochs, runs, labels, metric, axes),
-    )
+    return _side_by_side(title, ("accuracy", "loss"), runs, partial(_epoch_traces, epochs, runs, labels))
 
 
 # Between the two plots, a fraction of the figure's width: room for the right one's tick labels and
