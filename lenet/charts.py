@@ -204,13 +204,13 @@ def _step_traces(
         traces.append(
             {
                 "type": "scatter",
+                **axes,
                 "x": _values(rows["global_step"] / steps_per_epoch),
                 "y": _values(rows[metric]),
                 "mode": "lines",
                 "name": label,
                 "legendgroup": label,
                 "uid": f"{run['id']} {metric}",  # see _epoch_traces
-                **axes,
                 "line": {"color": styles[run["id"]]["color"], "dash": styles[run["id"]]["dash"]},
             }
         )
@@ -275,6 +275,7 @@ def _epoch_traces(
         traces.append(
             {
                 "type": "scatter",
+                **axes,
                 "x": x,
                 "y": _values(rows[f"val_{metric}"]),
                 # by its planned epochs: a run's curve keeps one look while it grows
@@ -287,7 +288,6 @@ def _epoch_traces(
                 "uid": f"{run['id']} validation {metric}",
                 "hovertemplate": f"{label} validation: %{{y}}<extra></extra>",
                 "line": {"color": color, "dash": styles[run["id"]]["dash"]},
-                **axes,
             }
         )
         traces.append(

@@ -638,11 +638,11 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
             store.claim_next(os.getpid())
             store.heartbeat(run_id)
             store.record_epoch(run_id, _epoch(1))
-        accuracy = _chart(page, EPOCHS_CHART)
-        accuracy.get_by_text("#2 growing dropout").wait_for(timeout=15_000)
+        curves = _chart(page, EPOCHS_CHART)
+        curves.get_by_text("#2 growing dropout").wait_for(timeout=15_000)
         # the viewer hides one run from the chart; the element is marked to tell it from a new one
-        accuracy.locator(".traces", has_text="#1 growing baseline").locator(".legendtoggle").click()
-        accuracy.evaluate("chart => { chart.dataset.first = 'yes' }")
+        curves.locator(".traces", has_text="#1 growing baseline").locator(".legendtoggle").click()
+        curves.evaluate("chart => { chart.dataset.first = 'yes' }")
         # each trace's name, points and visibility, as plotly draws it (its arrays travel encoded)
         points = "chart => chart._fullData.map(trace => [trace.name, trace.x.length, trace.visible])"
         page.wait_for_function(  # a click on the legend counts once its double-click time has passed
@@ -657,7 +657,7 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         )
         page.screenshot(path=str(_shots(tmp_path) / "live-in-place.png"))
         # the same chart, one point more per run, and the hidden run still hidden
-        validation = {name: (n, visible) for name, n, visible in accuracy.evaluate(points) if "#" in name}
+        validation = {name: (n, visible) for name, n, visible in curves.evaluate(points) if "#" in name}
         assert validation["#1 growing baseline"] == (2, "legendonly")
         assert validation["#2 growing dropout"] == (2, True)
         assert page.locator(".js-plotly-plot").count() == 2  # the per-epoch and per-step figures, never more
@@ -671,11 +671,11 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(bro
             store.heartbeat(run_id)
         for run_id in (ids[0], ids[2]):
             store.record_epoch(run_id, _epoch(1))
-        accuracy = _chart(page, EPOCHS_CHART)
-        accuracy.get_by_text("#3 moving l2").wait_for(timeout=15_000)
-        accuracy.locator(".traces", has_text="#3 moving l2").locator(".legendtoggle").click()
+        curves = _chart(page, EPOCHS_CHART)
+        curves.get_by_text("#3 moving l2").wait_for(timeout=15_000)
+        curves.locator(".traces", has_text="#3 moving l2").locator(".legendtoggle").click()
         hidden = "chart => chart._fullData.filter(t => t.visible === 'legendonly').map(t => t.name)"
-        page.wait_for_function(f"chart => ({hidden})(chart).length === 6", arg=accuracy.element_handle())
+        page.wait_for_function(f"chart => ({hidden})(chart).length === 6", arg=curves.element_handle())
         # run #2's first epoch: its curves come in between, and #3's move along (as the quick demo's
         # batch norm and augmented runs come in among the others when they start)
         for run_id in ids:
@@ -683,20 +683,20 @@ def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(bro
             store.heartbeat(run_id)
         page.wait_for_function(
             "chart => chart._fullData.map(t => t.name).includes('#2 moving dropout')",
-            arg=accuracy.element_handle(),
+            arg=curves.element_handle(),
             timeout=15_000,
         )
         # its curves of accuracy and of loss, all hidden by its one legend entry
-        assert sorted(accuracy.evaluate(hidden)) == sorted(
+        assert sorted(curves.evaluate(hidden)) == sorted(
             2 * ["#3 moving l2", "#3 moving l2 best validation epoch (epoch 2)", "#3 moving l2 train"]
         )
         # in launch order, whichever runs train: each run's legend entry keeps its place
         store.finish(ids[0], RunStatus.FINISHED)
         store.record_epoch(ids[1], _epoch(2))
         page.wait_for_function(
-            "chart => chart._fullData[3].x.length === 2", arg=accuracy.element_handle(), timeout=15_000
+            "chart => chart._fullData[3].x.length === 2", arg=curves.element_handle(), timeout=15_000
         )
-        legend = accuracy.locator(".legendtext").all_text_contents()
+        legend = curves.locator(".legendtext").all_text_contents()
         assert legend == ["#1 moving baseline", "#2 moving dropout", "#3 moving l2"]
 
 
@@ -728,7 +728,7 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
             )
         store.record_epoch(run_id, _epoch(1))
         store.heartbeat(run_id)
-        # the chart in sight shows the epoch; the pair out of sight is not even asked for
+        # the figure in sight shows the epoch; the per-step one out of sight is not even asked for
         _chart(page, EPOCHS_CHART).get_by_text("#1 stepping baseline").wait_for(timeout=15_000)
         page.wait_for_timeout(7_000)  # past the per-step charts' refresh (6 s): they would be due
         points = "chart => chart._fullData.map(trace => trace.x.length)"

@@ -116,7 +116,7 @@ const ROLES = {
     return bar;
   },
   charts(element, data, setTriggerValue, poller) {
-    const boxes = data.keys.map(() => {
+    const boxes = data.figures.figures.map(() => {  // one element per figure of the first draw
       const box = document.createElement("div");
       box.className = "live-chart";
       box.addEventListener("insight", () => poller.now());  // scrolled to: its figure at once
@@ -271,7 +271,6 @@ def live_curves(experiment_id: int | None, kind: str) -> None:
     accuracy), redrawn in place when it changes, at most every 3 s (per-epoch) or 6 s (per-step),
     as drawn first by this rerun."""
     revision, figures = feed.live_charts(experiment_id, presenting(), kind)
-    figures = json.loads(figures)
     every_s = CHART_REFRESH_S if kind == "epochs" else STEP_CHART_REFRESH_S
     _mount(
         "charts",
@@ -280,9 +279,8 @@ def live_curves(experiment_id: int | None, kind: str) -> None:
         query=_live_query(experiment_id),
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
         kind=kind,
-        keys=list(range(len(figures))),
         every_ms=int(1000 * pace_s(every_s)),
-        figures={"revision": revision, "figures": figures},
+        figures={"revision": revision, "figures": json.loads(figures)},
     )
 
 
