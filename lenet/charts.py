@@ -254,7 +254,23 @@ def _side_by_side(
     # room for the last epoch's tick label, centred on the plot's right edge: without it plotly drew
     # no "40" under the quick demo's loss plot on Results (it hides a label that overflows the figure)
     layout["margin"]["r"] = 20
-    return {"data": traces, "layout": layout}
+    return {"data": traces, "layout": layout, "narrow": STACKED}
+
+
+# How a `_side_by_side` figure lays out in a chart narrower than `below_px` (a student's phone):
+# the left plot on top of the right one. Side by side on a phone (390 px) each plot was 125 px wide
+# with its epoch ticks crowded. Live's charts and a student's own curves apply it (ui/live_charts.py);
+# plotly itself ignores the key.
+STACKED = {
+    "below_px": 640,
+    "layout": {
+        "height": 760,
+        "xaxis": {"domain": [0, 1]},
+        "xaxis2": {"domain": [0, 1]},
+        "yaxis": {"domain": [0.58, 1]},  # the gap between: the top plot's epoch ticks and title
+        "yaxis2": {"domain": [0, 0.42]},
+    },
+}
 
 
 def _epoch_traces(

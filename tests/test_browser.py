@@ -742,6 +742,37 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
         )
 
 
+def test_a_phone_sees_the_two_plots_one_over_the_other(browser, tmp_path):
+    """A student on a phone (390 px wide): side by side, each plot was 125 px wide with its epoch
+    ticks crowded; stacked, each takes the width. Turned wide again, they go back side by side."""
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        open_and_check(page, f"{url}/live", "Live")
+        store = Workspace(tmp_path / "home").store
+        store.create_experiment("demo", "preset", [TrainConfig.for_variant("baseline", epochs=40)])
+        run_id = store.claim_next(os.getpid())
+        store.heartbeat(run_id)
+        for n in (1, 2, 3):
+            store.record_epoch(run_id, _epoch(n))
+        chart = _chart(page, EPOCHS_CHART)
+        chart.locator(".nsewdrag").nth(1).wait_for(timeout=15_000)
+        page.wait_for_timeout(500)  # laid out
+        page.screenshot(path=str(_shots(tmp_path) / "live-phone.png"))
+        accuracy, loss = (box.bounding_box() for box in chart.locator(".nsewdrag").all())
+        assert accuracy["y"] + accuracy["height"] < loss["y"], (accuracy, loss)  # accuracy on top
+        for plot in (accuracy, loss):
+            assert plot["width"] >= 250 and plot["height"] >= 180, plot  # side by side: 125 px wide
+
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.wait_for_function(
+            "() => document.querySelector('.live-chart[data-narrow]').dataset.narrow === 'no'", timeout=5_000
+        )
+        page.wait_for_timeout(500)
+        accuracy, loss = (box.bounding_box() for box in chart.locator(".nsewdrag").all())
+        side_by_side = accuracy["x"] + accuracy["width"] < loss["x"] and abs(accuracy["y"] - loss["y"]) < 2
+        assert side_by_side, (accuracy, loss)
+
+
 @pytest.mark.parametrize("page_path", ["live", "live?present=1"])
 def test_a_laptop_sees_the_curves_of_a_whole_demo_and_their_legend(browser, tmp_path, page_path):
     """The quick demo's 8 runs on a laptop's screen (1366x768), as the teacher sees them or shows

@@ -330,6 +330,12 @@ def test_lives_epoch_figure_shows_accuracy_and_loss_side_by_side_with_one_legend
         assert sum(t["legendgroup"] == name for t in traces) == 6  # validation, train, star; twice
     assert layout["legend"]["orientation"] == "h" and layout["height"] == 560
     assert layout["margin"]["r"] > 0  # room for the loss plot's last tick label, on its right edge
+    # on a phone: accuracy over loss, each the figure's whole width, apart, and taller than wide
+    stacked = spec["narrow"]["layout"]
+    assert stacked["xaxis"]["domain"] == stacked["xaxis2"]["domain"] == [0, 1]
+    assert stacked["yaxis2"]["domain"][1] < stacked["yaxis"]["domain"][0]
+    assert stacked["height"] > layout["height"] and spec["narrow"]["below_px"] > 390
+    assert "narrow" not in go.Figure(spec).to_plotly_json()  # Results' figure: plotly leaves it out
 
 
 def test_short_labels_name_only_the_settings_that_tell_a_variants_runs_apart():

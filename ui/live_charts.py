@@ -77,6 +77,26 @@ function streamlitLook(element) {
   };
 }
 
+// A figure with a narrow layout (charts.STACKED: two plots one over the other) takes it in a chart
+// narrower than its `below_px`: a student's phone.
+const narrowIn = (chart, figure) => {
+  const width = chart.clientWidth;  // 0 while hidden: decided when it shows
+  return Boolean(figure.narrow) && width > 0 && width < figure.narrow.below_px;
+};
+
+// `figure` as `chart` draws it: in Streamlit's look, keeping what the viewer zoomed or hid as
+// epochs arrive, with its narrow layout laid over its own where that applies.
+function laidOut(chart, figure) {
+  const layout = { ...figure.layout, template: { layout: streamlitLook(chart) }, uirevision: "kept" };
+  chart.dataset.narrow = narrowIn(chart, figure) ? "yes" : "no";
+  if (chart.dataset.narrow === "yes") {
+    for (const [key, value] of Object.entries(figure.narrow.layout)) {
+      layout[key] = value?.constructor === Object ? { ...layout[key], ...value } : value;
+    }
+  }
+  return { data: figure.data, layout };
+}
+
 function draw(chart, figure) {
   loadPlotly()
     .then((Plotly) => Plotly.react(chart, figure.data, figure.layout, CONFIG))
@@ -112,14 +132,14 @@ document.addEventListener("visibilitychange", drawWaiting);
 
 // Draw `figure` in `chart` now, or when the chart comes into sight; the first figure at once, so
 // that the chart takes its height.
-function show(chart, figure) {
-  const { layout } = figure;
-  layout.template = { layout: streamlitLook(chart) };
-  layout.uirevision = "kept";  // what the viewer zoomed or hid stays so when an epoch arrives
-  chart.style.height = `${layout.height ?? 450}px`;  // plotly's own default; the page lays it out
+function show(chart, latest) {
+  chart.latest = latest;
+  const figure = laidOut(chart, latest);
+  chart.style.height = `${figure.layout.height ?? 450}px`;  // plotly's own default; the page lays it out
   if (!chart.dataset.drawn) {
     chart.dataset.drawn = "yes";
     sight.observe(chart);
+    resized.observe(chart);
     draw(chart, figure);
   } else if (inSight(chart)) {
     waiting.delete(chart);
@@ -131,8 +151,19 @@ function show(chart, figure) {
   }
 }
 
+// A chart that turns narrow or wide (a phone turned, a window resized) lays its figure out anew;
+// plotly itself follows any other change of width (`responsive`).
+const resized = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (target.latest && narrowIn(target, target.latest) !== (target.dataset.narrow === "yes")) {
+      show(target, target.latest);
+    }
+  }
+});
+
 function forget(chart) {
   sight.unobserve(chart);
+  resized.unobserve(chart);
   waiting.delete(chart);
   window.Plotly?.purge(chart);
 }
