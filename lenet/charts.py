@@ -176,15 +176,11 @@ def _values(column: pd.Series) -> list:
     return [_number(v) for v in column.tolist()]
 
 
-def step_curves(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> go.Figure:
-    """Per-step training loss (left) and accuracy (right) of several runs, x in epochs so that runs
-    of any size align; one legend entry per run, which hides its curves in both."""
-    return go.Figure(step_curves_spec(steps, runs, labels))
-
-
 def step_curves_spec(steps: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
-    """`step_curves` as a plain dict: Live builds it every few seconds, and plotly's objects took
-    six to eight times as long to build and encode."""
+    """Per-step training loss (left) and accuracy (right) of several runs, x in epochs so that runs
+    of any size align; one legend entry per run, which hides its curves in both. A plain dict, not
+    plotly's objects: Live builds it every few seconds, and those took six to eight times as long
+    to build and encode."""
     title = "Training loss and accuracy (per step)"
     return _side_by_side(title, ("loss", "accuracy"), runs, partial(_step_traces, steps, runs, labels))
 
@@ -217,14 +213,10 @@ def _step_traces(
     return traces
 
 
-def epoch_curves(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> go.Figure:
-    """Accuracy (left) and loss (right) per epoch of several runs: validation solid, training faint
-    dotted, a star on each run's best epoch; one legend entry per run, which hides its curves in both."""
-    return go.Figure(epoch_curves_spec(epochs, runs, labels))
-
-
 def epoch_curves_spec(epochs: pd.DataFrame, runs: pd.DataFrame, labels: dict[int, str] | None = None) -> dict:
-    """`epoch_curves` as a plain dict (see `step_curves_spec`)."""
+    """Accuracy (left) and loss (right) per epoch of several runs: validation solid, training faint
+    dotted, a star on each run's best epoch; one legend entry per run, which hides its curves in
+    both. A plain dict, as `step_curves_spec`."""
     title = "Accuracy and loss: validation (solid), train (dotted), ★ best epoch"
     return _side_by_side(title, ("accuracy", "loss"), runs, partial(_epoch_traces, epochs, runs, labels))
 

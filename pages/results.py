@@ -114,7 +114,7 @@ chosen = st.multiselect(
 compare = finished[finished["id"].isin(chosen)]
 if not compare.empty:
     epochs = store.epoch_metrics(compare["id"].tolist())
-    ui.chart(charts.epoch_curves(epochs, compare), "cmp_curves")
+    ui.chart(charts.epoch_curves_spec(epochs, compare), "cmp_curves")
     ui.chart(charts.gap_panels(epochs, compare), "cmp_gap")
     if compare["test_accuracy"].notna().any():
         ui.chart(charts.test_accuracy_dots(compare), "cmp_test")

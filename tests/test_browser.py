@@ -754,14 +754,17 @@ def test_a_phone_sees_the_two_plots_one_over_the_other(browser, tmp_path):
         store.heartbeat(run_id)
         for n in (1, 2, 3):
             store.record_epoch(run_id, _epoch(n))
-        chart = _chart(page, EPOCHS_CHART)
-        chart.locator(".nsewdrag").nth(1).wait_for(timeout=15_000)
-        page.wait_for_timeout(500)  # laid out
-        page.screenshot(path=str(_shots(tmp_path) / "live-phone.png"))
-        accuracy, loss = (box.bounding_box() for box in chart.locator(".nsewdrag").all())
-        assert accuracy["y"] + accuracy["height"] < loss["y"], (accuracy, loss)  # accuracy on top
-        for plot in (accuracy, loss):
-            assert plot["width"] >= 250 and plot["height"] >= 180, plot  # side by side: 125 px wide
+        for path in ("results", "live"):  # Results' comparison is the same figure
+            page.goto(f"{url}/{path}")
+            chart = _chart(page, EPOCHS_CHART)
+            chart.locator(".nsewdrag").nth(1).wait_for(timeout=15_000)
+            chart.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)  # laid out
+            page.screenshot(path=str(_shots(tmp_path) / f"{path}-phone.png"))
+            accuracy, loss = (box.bounding_box() for box in chart.locator(".nsewdrag").all())
+            assert accuracy["y"] + accuracy["height"] < loss["y"], (path, accuracy, loss)  # accuracy on top
+            for plot in (accuracy, loss):
+                assert plot["width"] >= 250 and plot["height"] >= 180, (path, plot)  # side by side: 125 px
 
         page.set_viewport_size({"width": 1366, "height": 768})
         page.wait_for_function(

@@ -7,6 +7,7 @@ import streamlit as st
 
 from lenet import charts
 
+from .live_charts import LiveFigure, live_chart
 from .shared import SharedFigure
 
 # -- presentation mode ----------------------------------------------------------------------------
@@ -45,7 +46,12 @@ def table(frame: pd.DataFrame, where=None) -> None:
 
 
 def chart(figure, key: str, where=None) -> None:
-    """Draw a plotly figure (in `where`, a column or container), for the projector when presenting."""
+    """Draw a plotly figure (in `where`, a column or container), for the projector when presenting.
+    A plain dict one (`charts.*_spec`) is drawn as Live draws it (`live_chart`): its plots stand one
+    over the other on a phone."""
     if presenting() and not isinstance(figure, SharedFigure):  # shared ones are styled when built
         figure = charts.for_projector(figure)
-    (where or st).plotly_chart(figure, key=key)
+    if isinstance(figure, dict):
+        live_chart(LiveFigure(figure), key, where)
+    else:
+        (where or st).plotly_chart(figure, key=key)
