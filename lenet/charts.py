@@ -251,8 +251,8 @@ def _side_by_side(
 
 # How a `_side_by_side` figure lays out in a chart narrower than `below_px` (a student's phone):
 # the left plot on top of the right one. Side by side on a phone (390 px) each plot was 125 px wide
-# with its epoch ticks crowded. Live's charts and a student's own curves apply it (ui/live_charts.py);
-# plotly itself ignores the key.
+# with its epoch ticks crowded. The live chart element (ui/live_charts.py) applies it: Live's charts,
+# Results' comparison and a student's own curves. Plotly itself ignores the key.
 STACKED = {
     "below_px": 640,
     "layout": {
