@@ -55,9 +55,9 @@ def test_the_feed_sends_each_running_runs_bar_and_a_chart_only_when_it_changed(s
     assert list(state["bars"]) == [str(running)]  # the queued run has no bar
     assert state["bars"][str(running)]["name"] == "first"
     assert state["bars"][str(running)]["detail"].startswith("epoch 2/3 · ")
-    figures = state["charts"]["epochs"]["figures"]
-    assert [f["layout"]["title"]["text"] for f in figures] == ["Accuracy and loss"]  # one legend
-    assert "template" not in figures[0]["layout"]  # drawn in Streamlit's look by the browser
+    figure = state["charts"]["epochs"]["figure"]
+    assert figure["layout"]["title"]["text"] == "Accuracy and loss"  # one figure, one legend
+    assert "template" not in figure["layout"]  # drawn in Streamlit's look by the browser
 
     drawn = state["charts"]["epochs"]["revision"]
     fresh()
@@ -67,7 +67,7 @@ def test_the_feed_sends_each_running_runs_bar_and_a_chart_only_when_it_changed(s
     fresh()
     changed = live(epochs=drawn)["charts"]["epochs"]
     assert changed["revision"] != drawn
-    validation = changed["figures"][0]["data"][0]
+    validation = changed["figure"]["data"][0]
     assert validation["name"].endswith("first") and len(validation["x"]) == 2
     assert str(waiting) not in live()["bars"]
 

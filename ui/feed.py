@@ -74,8 +74,8 @@ def on_screen(experiment_id: int | None) -> OnScreen:
 
 
 class Charts(NamedTuple):
-    revision: str  # changes whenever the figures do
-    figures: str  # a JSON list of figures, as the live chart draws them
+    revision: str  # changes whenever the figure does
+    figure: str  # JSON, as the live chart draws it
 
 
 def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Charts:
@@ -96,11 +96,11 @@ def live_charts(experiment_id: int | None, presenting: bool, kind: str) -> Chart
         store = workspace().store
         if kind == "epochs":
             epochs = store.epoch_metrics(ids)
-            figures = [charts.epoch_curves_spec(epochs, shown, labels)]
+            figure = charts.epoch_curves_spec(epochs, shown, labels)
         else:
             steps = store.step_metrics(ids)
-            figures = [charts.step_curves_spec(steps, shown, labels)]
-        encoded = json.dumps([charts.for_projector(f) if presenting else f for f in figures], allow_nan=False)
+            figure = charts.step_curves_spec(steps, shown, labels)
+        encoded = json.dumps(charts.for_projector(figure) if presenting else figure, allow_nan=False)
         return Charts(hashlib.sha1(encoded.encode()).hexdigest()[:16], encoded)
 
     return shared_view(
@@ -178,7 +178,7 @@ WATCHED_KEYS = {"page": page_key, "runs": runs_key}  # a watcher of each reruns 
 
 def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]) -> str:
     """Live's feed as JSON text: the keys of the page and of its runs' part, each running run's bar,
-    and each chart kind in `have` (kind -> the revision the browser has drawn) whose figures
+    and each chart kind in `have` (kind -> the revision the browser has drawn) whose figure
     changed since."""
     now = on_screen(experiment_id)
     bars = {run.id: progress_row(run) for run in now.active if run.status == RunStatus.RUNNING}
@@ -189,9 +189,9 @@ def live_state(experiment_id: int | None, presenting: bool, have: dict[str, str]
     if now.runs:
         for kind in CHART_KINDS:
             if kind in have:
-                revision, figures = live_charts(experiment_id, presenting, kind)
+                revision, figure = live_charts(experiment_id, presenting, kind)
                 if revision != have[kind]:
-                    updates.append(f'"{kind}": {{"revision": "{revision}", "figures": {figures}}}')
+                    updates.append(f'"{kind}": {{"revision": "{revision}", "figure": {figure}}}')
     return json.dumps(state)[:-1] + ', "charts": {' + ", ".join(updates) + "}}"
 
 

@@ -116,32 +116,29 @@ const ROLES = {
     return bar;
   },
   charts(element, data, setTriggerValue, poller) {
-    const boxes = data.figures.figures.map(() => {  // one element per figure of the first draw
-      const box = document.createElement("div");
-      box.className = "live-chart";
-      box.addEventListener("insight", () => poller.now());  // scrolled to: its figure at once
-      element.appendChild(box);
-      return box;
-    });
+    const box = document.createElement("div");
+    box.className = "live-chart";
+    box.addEventListener("insight", () => poller.now());  // scrolled to: its figure at once
+    element.appendChild(box);
     const charts = {
       kind: data.kind,
       revision: null,
       last: -Infinity,
       // A figure out of sight (the per-step one below the fold) is not asked for: the server
       // builds none and the tab parses none, until it comes into sight.
-      due: (now) => boxes.some(inSight) && now - charts.last >= data.every_ms - 100,
+      due: (now) => inSight(box) && now - charts.last >= data.every_ms - 100,
       refresh(next) {
         data = next;
-        charts.update({ charts: { [data.kind]: data.figures } }, performance.now());
+        charts.update({ charts: { [data.kind]: data.chart } }, performance.now());
       },
       update(state, now) {
         charts.last = now;
         const found = state.charts[data.kind];
         if (!found || found.revision === charts.revision) return;
         charts.revision = found.revision;
-        found.figures.forEach((figure, n) => show(boxes[n], figure));
+        show(box, found.figure);
       },
-      forget() { boxes.forEach(forget); },
+      forget() { forget(box); },
     };
     charts.refresh(data);
     return charts;
@@ -270,7 +267,7 @@ def live_curves(experiment_id: int | None, kind: str) -> None:
     """The per-epoch figure (accuracy and loss side by side) or the per-step one (training loss and
     accuracy), redrawn in place when it changes, at most every 3 s (per-epoch) or 6 s (per-step),
     as drawn first by this rerun."""
-    revision, figures = feed.live_charts(experiment_id, presenting(), kind)
+    revision, figure = feed.live_charts(experiment_id, presenting(), kind)
     every_s = CHART_REFRESH_S if kind == "epochs" else STEP_CHART_REFRESH_S
     _mount(
         "charts",
@@ -280,7 +277,7 @@ def live_curves(experiment_id: int | None, kind: str) -> None:
         pace=_pace(TRAINING_REFRESH_S, VIEWER_REFRESH_S),
         kind=kind,
         every_ms=int(1000 * pace_s(every_s)),
-        figures={"revision": revision, "figures": json.loads(figures)},
+        chart={"revision": revision, "figure": json.loads(figure)},
     )
 
 
