@@ -9,7 +9,7 @@ import streamlit as st
 
 from .actions import keep_pool_warm
 from .feed_view import sidebar_summary
-from .presentation import CARRIED_PARAMS, PROJECTOR_CSS, STILL_CSS, presenting
+from .presentation import CARRIED_PARAMS, NARROW_CSS, PROJECTOR_CSS, STILL_CSS, presenting
 from .roles import role_controls
 
 TITLE = "LeNet-5 regularization lab"
@@ -58,8 +58,6 @@ def setup_page(live: bool = False) -> None:
         st.divider()
         sidebar_summary(bars=not live)  # Live's page shows every running run's bar itself
         role_controls()
-    if presenting():
-        st.html(f"<style>{PROJECTOR_CSS}</style>")
-    if live:
-        st.html(f"<style>{STILL_CSS}</style>")
+    styles = [NARROW_CSS, PROJECTOR_CSS if presenting() else "", STILL_CSS if live else ""]
+    st.html(f"<style>{''.join(styles)}</style>")
     keep_pool_warm()
