@@ -97,7 +97,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(root / "server.log").open("wb"),  # what `make run` prints in the teacher's terminal
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -109,12 +109,24 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
                     break
             except OSError as e:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("streamlit did not start: " + server.stdout.read1().decode()) from e
+                    raise RuntimeError("streamlit did not start: " + (root / "server.log").read_text()) from e
                 time.sleep(0.3)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_fresh_server_prints_no_warnings_when_its_feed_is_asked_before_any_page(tmp_path):
+    """The teacher's terminal shows the URL and the passcode. It also showed Streamlit's warnings:
+    "No runtime found" as every server started (caches declared before Streamlit's runtime), and
+    "missing ScriptRunContext" when a tab's poll of the feed built a cache before any page had."""
+    with serve_dashboard(tmp_path) as url:
+        assert json.loads(urllib.request.urlopen(f"{url}/feed/runs", timeout=10).read())["running"] == []
+        time.sleep(0.5)  # anything it would print
+    printed = (tmp_path / "server.log").read_text()
+    assert "You can now view your Streamlit app" in printed
+    assert "WARNING" not in printed and "ScriptRunContext" not in printed, printed
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from lenet.catalog import CheckpointError, mirrored_test_accuracy
 from lenet.workspace import Workspace, home_from_env
 
 
-@st.cache_resource
+# No spinner on what is built in a blink: the feed (ui/feed.py) may build it first, outside any
+# script run, where a spinner has no page and Streamlit logs "missing ScriptRunContext".
+@st.cache_resource(show_spinner=False)
 def _workspace(home: str) -> Workspace:
     return Workspace(Path(home))
 
@@ -83,7 +85,10 @@ def mirrored_accuracy(path: str) -> float:
     return _mirrored_accuracy(str(path), os.stat(path).st_mtime_ns)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+# cache_resource, not cache_data, for this float and the mistakes below: app.py imports this module
+# before Streamlit's runtime exists, and each st.cache_data declared then logged "No runtime found"
+# as every server started.
+@st.cache_resource(max_entries=64, show_spinner=False)
 def _mirrored_accuracy(path: str, mtime_ns: int) -> float:
     def measure() -> float:
         from lenet.train import evaluate
@@ -101,10 +106,10 @@ def mistakes(path: str, limit: int = 24):
     found = load_checkpoint(path)[1].get("mistakes")
     if found is not None:
         return [Mistake(**m) for m in found[:limit]]
-    return _mistakes(str(path), os.stat(path).st_mtime_ns, limit)
+    return list(_mistakes(str(path), os.stat(path).st_mtime_ns, limit))  # the cached list stays as it is
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding what this model gets wrong...")
+@st.cache_resource(max_entries=16, show_spinner="Finding what this model gets wrong...")
 def _mistakes(path: str, mtime_ns: int, limit: int):
     model, _ = _load_checkpoint(path, mtime_ns)
     from lenet import analysis

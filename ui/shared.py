@@ -85,7 +85,7 @@ class SharedViews:
             self.values.clear()
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)  # as loaders._workspace: the feed may make it first
 def _shared_views() -> SharedViews:
     return SharedViews()
 
