@@ -79,6 +79,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
         {"variant": "baseline", "name": "test model"},
         home / "runs" / "test-model.pth",
     )
+    printed = (root / "server.log").open("wb")  # what `make run` prints in the teacher's terminal
     server = subprocess.Popen(
         [
             sys.executable,
@@ -97,7 +98,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
         ],
         cwd=ROOT,
         env=env,
-        stdout=(root / "server.log").open("wb"),  # what `make run` prints in the teacher's terminal
+        stdout=printed,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -115,6 +116,7 @@ def serve_dashboard(root: Path, prepare=None, address: str = "127.0.0.1"):
     finally:
         server.terminate()
         server.wait(timeout=20)
+        printed.close()
 
 
 def test_a_fresh_server_prints_no_warnings_when_its_feed_is_asked_before_any_page(tmp_path):
