@@ -23,11 +23,13 @@ h1 { font-size: 1.9rem !important; padding-bottom: 0.2rem !important; }
 """
 
 
-# On a phone plotly shows its mode bar (zoom, pan, download) all the time, with no hover to hide it,
-# over the right end of a chart's title; a drag still zooms there and a double tap resets.
-NARROW_CSS = """
-@media (max-width: 640px) { .js-plotly-plot .modebar-container { display: none; } }
-"""
+# On a phone (the width under which charts.STACKED stacks two plots) plotly shows its mode bar (zoom,
+# pan, download) all the time, with no hover to hide it, over the right end of a chart's title; a
+# drag still zooms there and a double tap resets.
+NARROW_CSS = (
+    f"@media (max-width: {charts.STACKED['below_px']}px) "
+    "{ .js-plotly-plot .modebar-container { display: none; } }"
+)
 
 
 # Nothing animated; and an element being redrawn keeps its full opacity: Streamlit fades it to 0.33
