@@ -284,6 +284,24 @@ def test_a_live_tab_opened_before_a_run_starts_shows_it_training_without_a_reloa
         assert shown_after < 8 and next_after < 8
 
 
+def test_live_reruns_once_as_training_ends_the_whole_page_not_its_runs_part_first(browser, tmp_path):
+    """Training ending changes what the page and its runs' part show, in one poll. Asked for both,
+    Streamlit reran only the runs' part, and the page's own rerun came 3 s later, when asked again."""
+    with serve_dashboard(tmp_path) as url:
+        page, store, (run_id,) = _laptop_live(browser, url, tmp_path, "ending", ("baseline",))
+        store.claim_next(os.getpid())
+        store.heartbeat(run_id)
+        page.get_by_text(re.compile(r"ending baseline.*epoch 1/5")).first.wait_for(timeout=10_000)
+        asked = "w => Number(document.querySelector(`.feed-watch[data-watches=${w}]`).dataset.asked)"
+        page.wait_for_timeout(1_500)  # a poll or more with nothing out of date
+        before = {w: page.evaluate(f"({asked})('{w}')") for w in ("page", "runs")}
+        store.finish(run_id, RunStatus.FINISHED)  # one change of both keys
+        page.get_by_text("Nothing is training now").wait_for(timeout=10_000)
+        page.wait_for_timeout(4_000)  # past a second ask, had the first been lost
+        after = {w: page.evaluate(f"({asked})('{w}')") for w in ("page", "runs")}
+        assert after == {"page": before["page"] + 1, "runs": before["runs"]}
+
+
 def _font_px(locator) -> list[float]:
     return locator.evaluate_all("els => els.map(e => parseFloat(getComputedStyle(e).fontSize))")
 
