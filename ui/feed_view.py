@@ -106,8 +106,8 @@ const ROLES = {
       refresh(next) { data = next; asked = null; },
       update(state, now) {
         if (!watcher.outOfDate(state) || (asked !== null && now - asked <= 3000)) return;
-        const pageRerun = [...poller.subscribers].some((s) => s.watches === "page" && s.outOfDate(state));
-        if (data.watches !== "page" && pageRerun) return;
+        const pageOutOfDate = [...poller.subscribers].some((s) => s.watches === "page" && s.outOfDate(state));
+        if (data.watches !== "page" && pageOutOfDate) return;  // its rerun redraws this part too
         asked = now;
         element.dataset.asked = String(Number(element.dataset.asked) + 1);
         setTriggerValue("changed", `${state[data.watches]} ${now}`);
