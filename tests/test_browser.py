@@ -741,6 +741,41 @@ def _chart(page, title: str):
     )
 
 
+def test_a_live_chart_without_a_curve_asks_at_every_poll_until_its_first_epoch(browser, tmp_path):
+    """As training starts, the per-epoch figure is asked for at every poll of the feed (every
+    second) until it has a curve, then at its own pace (every 3 s): the first epoch shows within a
+    poll of its end."""
+    polls = []  # Live's polls of the feed: whether each asked for the per-epoch figure
+
+    def record(request) -> None:
+        address = urllib.parse.urlparse(request.url)
+        if address.path == "/feed/live":
+            polls.append("epochs" in urllib.parse.parse_qs(address.query).get("charts", [""])[0])
+
+    def next_polls(page, count: int) -> list[bool]:
+        del polls[:]
+        deadline = time.monotonic() + 15
+        while len(polls) < count and time.monotonic() < deadline:
+            page.wait_for_timeout(100)  # Playwright hands over the page's requests meanwhile
+        return polls[:count]
+
+    with serve_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.on("request", record)
+        open_and_check(page, f"{url}/live", "Live")
+        store = Workspace(tmp_path / "home").store
+        run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=5), name="first baseline")
+        store.claim_next(os.getpid())
+        store.heartbeat(run_id)
+        page.get_by_text(re.compile(r"first baseline.*epoch 1/5")).first.wait_for(timeout=15_000)
+        page.locator(".live-chart.js-plotly-plot").first.wait_for(timeout=10_000)  # drawn, empty
+        assert next_polls(page, 3) == [True, True, True]  # at its 3 s pace, one of three would ask
+        store.record_epoch(run_id, _epoch(1))
+        store.heartbeat(run_id)
+        _chart(page, EPOCHS_CHART).get_by_text("#1 first baseline").wait_for(timeout=10_000)
+        assert not all(next_polls(page, 4))  # back at its own pace
+
+
 def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 700})  # the per-step charts below

@@ -134,8 +134,10 @@ const ROLES = {
       revision: null,
       last: -Infinity,
       // A figure out of sight (the per-step one below the fold) is not asked for: the server
-      // builds none and the tab parses none, until it comes into sight.
-      due: (now) => inSight(box) && now - charts.last >= data.every_ms - 100,
+      // builds none and the tab parses none, until it comes into sight. One without a curve yet
+      // (training has just started) is asked for at every poll: the first epoch shows within a
+      // poll of its end, not up to a chart refresh later.
+      due: (now) => inSight(box) && (charts.empty || now - charts.last >= data.every_ms - 100),
       refresh(next) {
         data = next;
         charts.update({ charts: { [data.kind]: data.chart } }, performance.now());
@@ -145,6 +147,7 @@ const ROLES = {
         const found = state.charts[data.kind];
         if (!found || found.revision === charts.revision) return;
         charts.revision = found.revision;
+        charts.empty = !found.figure.data.length;
         show(box, found.figure);
       },
       forget() { forget(box); },
