@@ -741,6 +741,15 @@ def _chart(page, title: str):
     )
 
 
+def _charts_asked(url: str) -> str | None:
+    """The figures a poll of Live's feed asked for ('epochs:<revision>,...'), or None for any other
+    request."""
+    address = urllib.parse.urlparse(url)
+    if address.path == "/feed/live":
+        return urllib.parse.parse_qs(address.query).get("charts", [""])[0]
+    return None
+
+
 def test_a_live_chart_without_a_curve_asks_at_every_poll_until_its_first_epoch(browser, tmp_path):
     """As training starts, the per-epoch figure is asked for at every poll of the feed (every
     second) until it has a curve, then at its own pace (every 3 s): the first epoch shows within a
@@ -748,9 +757,8 @@ def test_a_live_chart_without_a_curve_asks_at_every_poll_until_its_first_epoch(b
     polls = []  # Live's polls of the feed: whether each asked for the per-epoch figure
 
     def record(request) -> None:
-        address = urllib.parse.urlparse(request.url)
-        if address.path == "/feed/live":
-            polls.append("epochs" in urllib.parse.parse_qs(address.query).get("charts", [""])[0])
+        if (kinds := _charts_asked(request.url)) is not None:
+            polls.append("epochs" in kinds)
 
     def next_polls(page, count: int) -> list[bool]:
         del polls[:]
@@ -780,8 +788,7 @@ def test_a_live_chart_out_of_sight_is_drawn_when_it_comes_into_sight(browser, tm
     with serve_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1366, "height": 700})  # the per-step charts below
         asked = []  # the kinds of chart each poll of the feed asked for
-        query = lambda url: urllib.parse.parse_qs(urllib.parse.urlparse(url).query)  # noqa: E731
-        page.on("request", lambda request: asked.append(query(request.url).get("charts", [""])[0]))
+        page.on("request", lambda request: asked.append(_charts_asked(request.url) or ""))
         open_and_check(page, f"{url}/live", "Live")
         store = Workspace(tmp_path / "home").store
         run_id = store.enqueue(TrainConfig.for_variant("baseline", epochs=5), name="stepping baseline")
