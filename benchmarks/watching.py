@@ -9,7 +9,10 @@ finished, alternately:
 
 - watched, from the dashboard's warm pool: the same, but with the worker pool the open dashboard
   keeps started and warm (lenet.worker), as a teacher's click finds it. The plain watched run
-  starts its workers cold, as the headless one does, so that the two differ only in watching.
+  starts its workers cold, as the headless one does, so that the two differ only in watching;
+- unwatched, from the warm pool: the dashboard's pool warmed by a tab that is then closed, and the
+  demo launched with no tab open. The warm watched run differs from it only in watching, where
+  against the headless run it would also gain the workers' start-up.
 
 For the watched runs, the CPU that Chromium (every process of it: browser, renderers, GPU
 process) and the dashboard server used, per second of watching. Chromium here draws in software,
@@ -115,7 +118,9 @@ def wait_for_warm_pool(home: Path) -> None:
     raise RuntimeError("the dashboard's warm workers did not start")
 
 
-def watched(log, warm_pool: bool = False, checkout: Path = REPO_ROOT) -> dict:
+def watched(log, warm_pool: bool = False, checkout: Path = REPO_ROOT, watching: bool = True) -> dict:
+    """The demo launched beside a dashboard with the two tabs open; `watching=False`: both closed
+    before the launch (with `warm_pool`, the pool they warmed stays warm: lenet.worker.STANDBY_S)."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="lenet-watching-") as tmp, sync_playwright() as p:
@@ -129,6 +134,8 @@ def watched(log, warm_pool: bool = False, checkout: Path = REPO_ROOT) -> dict:
                 tab.get_by_text("Nothing has been trained yet").wait_for(timeout=60_000)
             if warm_pool:
                 wait_for_warm_pool(home)
+            if not watching:
+                browser.close()  # Chromium's CPU from here on is 0: no process of it is left
             browser0, server0 = chromium_cpu_seconds(), cpu_seconds(server.pid)
             seconds, runs = run_demo(home, checkout)
             browser_cpu = chromium_cpu_seconds() - browser0
@@ -144,7 +151,7 @@ def watched(log, warm_pool: bool = False, checkout: Path = REPO_ROOT) -> dict:
         "browser_cpu_per_s": browser_cpu / seconds,  # in cores: 1.0 is one core the whole time
         "server_cpu_per_s": server_cpu / seconds,
     }
-    how = "watched by 2 tabs" + (", warm pool" if warm_pool else "")
+    how = ("watched by 2 tabs" if watching else "unwatched") + (", warm pool" if warm_pool else "")
     log(
         f"  {how}: {seconds:.1f} s; Chromium {result['browser_cpu_per_s']:.2f} cores, "
         f"server {result['server_cpu_per_s']:.2f} cores"
@@ -162,11 +169,17 @@ def main(argv=None) -> int:
     for r in range(1, args.rounds + 1):
         log(f"round {r}/{args.rounds}: the quick demo ({len(PRESETS['quick_demo'].configs())} runs)")
         rounds.append(
-            {"headless": headless(log), "watched": watched(log), "watched_warm": watched(log, warm_pool=True)}
+            {
+                "headless": headless(log),
+                "watched": watched(log),
+                "unwatched_warm": watched(log, warm_pool=True, watching=False),
+                "watched_warm": watched(log, warm_pool=True),
+            }
         )
     summary = {
         "headless_s": statistics.median(r["headless"]["seconds"] for r in rounds),
         "watched_s": statistics.median(r["watched"]["seconds"] for r in rounds),
+        "unwatched_warm_s": statistics.median(r["unwatched_warm"]["seconds"] for r in rounds),
         "watched_warm_s": statistics.median(r["watched_warm"]["seconds"] for r in rounds),
         "browser_cpu_per_s": statistics.median(r["watched"]["browser_cpu_per_s"] for r in rounds),
         "server_cpu_per_s": statistics.median(r["watched"]["server_cpu_per_s"] for r in rounds),
@@ -179,6 +192,9 @@ def main(argv=None) -> int:
     for round_ in rounds:
         for kind in ("watched", "watched_warm"):
             round_[f"{kind}_over_headless"] = round_[kind]["seconds"] / round_["headless"]["seconds"]
+        # what watching costs with warm workers: against the same pool, unwatched
+        unwatched = round_["unwatched_warm"]["seconds"]
+        round_["watched_warm_over_unwatched"] = round_["watched_warm"]["seconds"] / unwatched
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -192,6 +208,8 @@ def main(argv=None) -> int:
         + ", ".join(f"{r['watched_over_headless']:.2f}x" for r in rounds)
         + "; from the warm pool "
         + ", ".join(f"{r['watched_warm_over_headless']:.2f}x" for r in rounds)
+        + f"\nthe warm pool unwatched: {summary['unwatched_warm_s']:.1f} s; watched over it, each round: "
+        + ", ".join(f"{r['watched_warm_over_unwatched']:.2f}x" for r in rounds)
     )
     return 0
 
