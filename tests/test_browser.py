@@ -695,6 +695,53 @@ def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_
         assert page.locator(".js-plotly-plot").count() == 2  # the per-epoch and per-step figures, never more
 
 
+# In the page: plotly's own search for where traces hold arrays (kept as `.original`) against the
+# live chart element's remembered one, on Live's traces and on other kinds with arrays elsewhere
+_ARRAY_ATTRIBUTES = """async () => {
+  const find = Plotly.PlotSchema.findArrayAttributes;
+  const same = (trace) => JSON.stringify(find(trace)) === JSON.stringify(find.original(trace));
+  const live = [...document.querySelectorAll(".live-chart.js-plotly-plot")].flatMap((c) => c._fullData);
+  const box = document.createElement("div");
+  document.body.append(box);
+  await Plotly.newPlot(box, [
+    { type: "bar", x: ["a", "b"], y: [1, 2], text: ["1", "2"], marker: { color: ["red", "blue"] } },
+    { type: "pie", labels: ["a", "b"], values: [1, 2], marker: { colors: ["red", "blue"] } },
+    { type: "scatter", x: [1, 2], y: [3, 4], mode: "markers",
+      marker: { size: [5, 9], line: { width: [1, 2] } } },
+  ]);
+  const others = box._fullData;
+  Plotly.purge(box);
+  box.remove();
+  const curve = live[0];  // asked once already: its answer is kept
+  const coloured = { ...curve, marker: { ...curve.marker, color: curve.x.map(() => "red") } };
+  return {
+    remembered: Boolean(find.original),
+    traces: live.length,
+    same: [...live, ...others].map(same),
+    coloured: [find(coloured).includes("marker.color"), same(coloured)],
+    curve: find(curve).includes("marker.color"),
+  };
+}"""
+
+
+def test_a_live_chart_finds_where_traces_hold_arrays_as_plotly_does(browser, tmp_path):
+    """Plotly's search for each trace's arrays was half of a redraw on a Streamlit page (its concat
+    runs on V8's slow path there); the chart element keeps each answer by the trace's type and where
+    it holds arrays. The kept answers must be plotly's own, and a trace with one more array gets a
+    new one."""
+    with serve_dashboard(tmp_path) as url:
+        page, store, ids = _laptop_live(browser, url, tmp_path, "arrays", ("baseline", "dropout"))
+        for run_id in ids:
+            store.claim_next(os.getpid())
+            store.heartbeat(run_id)
+            store.record_epoch(run_id, _epoch(1))
+        _chart(page, EPOCHS_CHART).get_by_text("#2 arrays dropout").wait_for(timeout=15_000)
+        found = page.evaluate(_ARRAY_ATTRIBUTES)
+        assert found["remembered"] and found["traces"] >= 6  # 2 runs: curves, training curves, stars
+        assert all(found["same"]), found["same"]
+        assert found["coloured"] == [True, True] and not found["curve"]
+
+
 def test_a_run_hidden_from_a_live_chart_stays_hidden_when_another_run_starts(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
         page, store, ids = _laptop_live(browser, url, tmp_path, "moving", ("baseline", "dropout", "l2"))

@@ -37,10 +37,10 @@ let plotly;  // plotly.js, loaded once per page for every chart on it
 
 function loadPlotly() {
   plotly ??= new Promise((resolve, reject) => {
-    if (window.Plotly) return resolve(window.Plotly);
+    if (window.Plotly) return resolve(rememberArrayAttributes(window.Plotly));
     const script = document.createElement("script");
     script.src = new URL("app/static/PLOTLY_JS", document.baseURI).href;
-    script.onload = () => resolve(window.Plotly);
+    script.onload = () => resolve(rememberArrayAttributes(window.Plotly));
     script.onerror = () => {
       plotly = undefined;  // the next update tries again
       reject(new Error(`The chart library did not load from ${script.src}; reload the page.`));
@@ -48,6 +48,60 @@ function loadPlotly() {
     document.head.appendChild(script);
   });
   return plotly;
+}
+
+// At every redraw plotly works out anew where each trace holds arrays
+// (PlotSchema.findArrayAttributes), with two Array.prototype.concat calls per attribute of the
+// trace type's schema. On a Streamlit page V8 runs every concat on its slow path: Apache Arrow,
+// which Streamlit loads on every page, marks its classes Symbol.isConcatSpreadable. That search
+// was half of a redraw of Live's epoch chart (22 of 44 ms). Its answer depends only on the trace's
+// type and on where the trace holds arrays, so each answer is kept (plotly's own: `.original`).
+function rememberArrayAttributes(Plotly) {
+  const schema = Plotly.PlotSchema;
+  if (!schema?.findArrayAttributes || schema.findArrayAttributes.original) return Plotly;
+  const find = schema.findArrayAttributes;
+  const answers = new Map();
+  const remembered = (trace) => {
+    const paths = arraysIn(trace);
+    if (paths === null) return find(trace);
+    const key = `${trace.type} ${paths}`;
+    if (!answers.has(key)) {
+      if (answers.size >= 1000) answers.clear();
+      answers.set(key, find(trace));
+    }
+    return [...answers.get(key)];
+  };
+  remembered.original = find;
+  schema.findArrayAttributes = remembered;
+  return Plotly;
+}
+
+const isArray = (value) =>
+  Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+const isObject = (value) => typeof value === "object" && value !== null &&
+  Object.prototype.toString.call(value) === "[object Object]";
+
+// Where `object` holds arrays: their paths ("marker.color"), those inside the objects of its arrays
+// too ("dimensions[2].values"); null past 12 levels. Keys with "_" are plotly's links (the input
+// trace, its module), never attributes.
+function arraysIn(object, prefix = "", paths = [], depth = 0) {
+  if (depth > 12) return null;
+  for (const key of Object.keys(object)) {
+    if (key.startsWith("_")) continue;
+    const value = object[key];
+    const path = prefix + key;
+    if (isArray(value)) {
+      paths.push(path);
+      if (!Array.isArray(value)) continue;
+      for (let i = 0; i < value.length; i++) {
+        const inside = isObject(value[i]) ? arraysIn(value[i], `${path}[${i}].`, paths, depth + 1) : paths;
+        if (inside === null) return null;
+      }
+    } else if (isObject(value) && arraysIn(value, `${path}.`, paths, depth + 1) === null) {
+      return null;
+    }
+  }
+  return paths;
 }
 
 // Streamlit's own chart look, from the theme's colours and fonts (light or dark) that the element
