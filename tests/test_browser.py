@@ -663,13 +663,18 @@ def _laptop_live(browser, url: str, tmp_path, name: str, variants: tuple[str, ..
     return page, store, ids
 
 
+def _first_epoch(store, ids: list[int]) -> None:
+    """Each queued run claimed by this process, training, with its first epoch recorded."""
+    for run_id in ids:
+        store.claim_next(os.getpid())
+        store.heartbeat(run_id)
+        store.record_epoch(run_id, _epoch(1))
+
+
 def test_a_live_chart_grows_in_place_and_keeps_what_the_viewer_hid(browser, tmp_path):
     with serve_dashboard(tmp_path) as url:
         page, store, ids = _laptop_live(browser, url, tmp_path, "growing", ("baseline", "dropout"))
-        for run_id in ids:
-            store.claim_next(os.getpid())
-            store.heartbeat(run_id)
-            store.record_epoch(run_id, _epoch(1))
+        _first_epoch(store, ids)
         curves = _chart(page, EPOCHS_CHART)
         curves.get_by_text("#2 growing dropout").wait_for(timeout=15_000)
         # the viewer hides one run from the chart; the element is marked to tell it from a new one
@@ -731,10 +736,7 @@ def test_a_live_chart_finds_where_traces_hold_arrays_as_plotly_does(browser, tmp
     new one."""
     with serve_dashboard(tmp_path) as url:
         page, store, ids = _laptop_live(browser, url, tmp_path, "arrays", ("baseline", "dropout"))
-        for run_id in ids:
-            store.claim_next(os.getpid())
-            store.heartbeat(run_id)
-            store.record_epoch(run_id, _epoch(1))
+        _first_epoch(store, ids)
         _chart(page, EPOCHS_CHART).get_by_text("#2 arrays dropout").wait_for(timeout=15_000)
         found = page.evaluate(_ARRAY_ATTRIBUTES)
         assert found["remembered"] and found["traces"] >= 6  # 2 runs: curves, training curves, stars
