@@ -94,8 +94,8 @@ function arraysIn(object, prefix = "", paths = [], depth = 0) {
       paths.push(path);
       if (!Array.isArray(value)) continue;
       for (let i = 0; i < value.length; i++) {
-        const inside = isObject(value[i]) ? arraysIn(value[i], `${path}[${i}].`, paths, depth + 1) : paths;
-        if (inside === null) return null;
+        if (!isObject(value[i])) continue;
+        if (arraysIn(value[i], `${path}[${i}].`, paths, depth + 1) === null) return null;
       }
     } else if (isObject(value) && arraysIn(value, `${path}.`, paths, depth + 1) === null) {
       return null;
