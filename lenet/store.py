@@ -8,8 +8,8 @@ that a reader may see is one transaction. A run whose worker stopped beating rea
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import os
 import sqlite3
 import time
@@ -58,6 +58,14 @@ _QUEUE_ORDER = """
 """
 _NEXT_IN_QUEUE = _QUEUE_ORDER + " LIMIT 1"
 _LIVE_RUNNING = "FROM runs WHERE status = 'running' AND heartbeat_at >= ?"  # ?: the stale time
+
+
+def _epochs_left(run: Run) -> int:
+    """What a run has still to train, as `claim_together` weighs the pool's work: its planned epochs
+    less those done (an early stop, unknown ahead, ends it sooner)."""
+    return max(0, run.config.epochs - run.epochs_completed)
+
+
 _CLAIM = (  # a queued run starts: (now, now, worker pid, where it trains, run id)
     "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
     " attempts = attempts + 1, trained_on = ? WHERE id = ?"
@@ -200,8 +208,14 @@ class Store:
         self, worker_pid: int, max_trainers: int, key: Callable[[Run], Hashable | None], max_size: int
     ) -> list[int]:
         """Atomically claim the next queued run for this worker, with the queued runs that can
-        train together with it (the same `key`, not None): up to its share of those runs over
-        `max_trainers` processes, at most `max_size`. None while `max_trainers` processes train."""
+        train together with it (the same `key`, not None), shortest first: as many as bring the
+        epochs it claims nearest its share of the pool's work, at most `max_size`. None while
+        `max_trainers` processes train.
+
+        The share counts every epoch still to train, of runs queued or training, stackable or not,
+        over `max_trainers`: the runs that train alone later are work the other workers take. So
+        `reproduce`'s six stackable runs go 4 and 2, with l2_optimized's 20 epochs in the pair,
+        where 3 and 3 left one core idle for the last 21 s of 186 (README, "Throughput")."""
         now = time.time()
         with self._transaction() as db:
             live = (now - heartbeat_timeout_s(),)
@@ -216,12 +230,17 @@ class Store:
             runs = {run.id: run for run in map(self._run, rows)}
             claimed, first_key = [queue[0]], key(runs[queue[0]])
             if first_key is not None:
-                peers = [i for i in queue[1:] if key(runs[i]) == first_key]
-                training = sum(
-                    1 for run in runs.values() if run.status == RunStatus.RUNNING and key(run) == first_key
+                peers = sorted(
+                    (i for i in queue[1:] if key(runs[i]) == first_key), key=lambda i: _epochs_left(runs[i])
                 )
-                share = math.ceil((1 + len(peers) + training) / max_trainers)
-                claimed += peers[: min(share, max_size) - 1]
+                training = [run for run in runs.values() if run.status == RunStatus.RUNNING]
+                share = sum(map(_epochs_left, [runs[i] for i in queue] + training)) / max_trainers
+                claimed_epochs = list(itertools.accumulate(_epochs_left(runs[i]) for i in claimed + peers))
+                size = min(
+                    range(1, min(max_size, len(claimed_epochs)) + 1),
+                    key=lambda n: abs(claimed_epochs[n - 1] - share),
+                )
+                claimed += peers[: size - 1]
             # why a run's time (s) is a stack's: "trained on" says with how many it trained
             where = "local" if len(claimed) == 1 else f"local, {len(claimed)} together"
             db.executemany(_CLAIM, [(now, now, worker_pid, where, run_id) for run_id in claimed])

@@ -145,7 +145,8 @@ def test_a_worker_claims_its_share_of_the_runs_that_train_together(workspace, id
     store = workspace.store
     names = ("baseline", "dropout", "batch_norm", "l2", "label_smoothing", "early_stopping", "augment")
     ids = {name: store.enqueue(TrainConfig.for_variant(name), data_dir=str(idx_dir)) for name in names}
-    # 5 runs can stack; over 2 workers each takes its share, 3, in queue order, then the rest
+    # 5 runs of as many epochs can stack; of the 7 runs' epochs over 2 workers, 3 runs come as near
+    # their share as 4 (the fewer, then), in queue order; then the rest
     first = store.claim_together(101, 2, _stack_key, MAX_STACKED)
     assert first == [ids["baseline"], ids["dropout"], ids["l2"]]
     second = store.claim_together(102, 2, _stack_key, MAX_STACKED)
@@ -158,6 +159,24 @@ def test_a_worker_claims_its_share_of_the_runs_that_train_together(workspace, id
         ids["early_stopping"],
     ]
     assert all(store.get_run(i).status == RunStatus.RUNNING for i in first + [ids["label_smoothing"]])
+
+
+def test_a_worker_claims_the_runs_that_balance_the_pools_epochs(workspace, idx_dir):
+    """reproduce's eight runs: 12 epochs each, l2_optimized 20. Stacked 3 and 3, the stack with
+    l2_optimized ran on alone while the other core finished its single run and then idled."""
+    store = workspace.store
+    names = ("baseline", "dropout", "l2", "l2_optimized", "batch_norm", "early_stopping", "augment")
+    ids = {name: store.enqueue(TrainConfig.for_variant(name), data_dir=str(idx_dir)) for name in names}
+    ids["label_smoothing"] = store.enqueue(TrainConfig.for_variant("label_smoothing"), data_dir=str(idx_dir))
+    assert store.get_run(ids["l2_optimized"]).config.epochs > store.get_run(ids["baseline"]).config.epochs
+    # 104 epochs to train over 2 workers: 4 runs of 12 (48) come nearest 52; the longest waits
+    first = store.claim_together(101, 2, _stack_key, MAX_STACKED)
+    assert first == [ids[n] for n in ("baseline", "dropout", "l2", "early_stopping")]
+    # 20 + 12 queued beside batch norm and augmentation, and 48 training: a pair
+    assert store.claim_together(102, 2, _stack_key, MAX_STACKED) == [
+        ids["l2_optimized"],
+        ids["label_smoothing"],
+    ]
 
 
 def test_runs_trained_together_are_recorded_each_as_it_ends(workspace, idx_dir):
