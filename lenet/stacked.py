@@ -1,11 +1,12 @@
 """Several LeNet-5s trained in lockstep as one stacked network (`StackedLeNet5`).
 
 Runs of one experiment often see the same batches in the same order: the same seed, data and batch
-size, differing only in the optimizer's weight decay, the dropout rate or the loss. Stacked, their
-conv1 is one convolution over the shared batch with every model's filters, conv2 one grouped
-convolution and each fully connected layer one batched matrix product: larger, fewer kernels than
-the models' own, which on a CPU train them faster (README, "Throughput"). Each model keeps its own
-weights, gradients, Adam state and dropout masks; `model_state(k)` is model k's `LeNet5` state_dict.
+size, differing in the optimizer's weight decay, the dropout rate, the loss, batch norm or
+augmentation. Stacked, their conv1 is one convolution over the shared batch with every model's
+filters, conv2 one grouped convolution and each fully connected layer one batched matrix product:
+larger, fewer kernels than the models' own, which on a CPU train them faster (README,
+"Throughput"). Each model keeps its own weights, gradients, Adam state, dropout masks, batch norm
+statistics and augmented batches; `model_state(k)` is model k's `LeNet5` state_dict.
 """
 
 from __future__ import annotations
@@ -51,22 +52,31 @@ class _TanhMeanOfBlock(torch.autograd.Function):
 
 
 class StackedLeNet5(nn.Module):
-    """K LeNet-5s without batch norm (same input, same batches) as one network.
+    """K LeNet-5s (same batches) as one network.
 
-    forward(x (N, 1, 28, 28)) -> logits (K, N, 10): model k's logits are those of `models[k]`,
-    to float tolerance. conv1 runs on 2x2 blocks as in `LeNet5._features_on_blocks`, in NHWC.
+    forward(x (N, 1, 28, 28), x_augmented) -> logits (K, N, 10): model k's logits are those of
+    `models[k]` on x, or on x_augmented where `augmented[k]`, to float tolerance. conv1 runs on 2x2
+    blocks as in `LeNet5._features_on_blocks`, in NHWC. A model with batch norm normalizes its own
+    channels by their own batch statistics, as its `nn.BatchNorm2d` in training mode would.
     """
 
-    def __init__(self, models: list[LeNet5], weight_decays: list[float], dropout_rngs: list[torch.Generator]):
+    def __init__(
+        self,
+        models: list[LeNet5],
+        weight_decays: list[float],
+        dropout_rngs: list[torch.Generator],
+        augmented: list[bool],
+    ):
         super().__init__()
-        if any(m.use_batch_norm for m in models):
-            raise ValueError("batch norm's statistics are per model and per batch: it trains alone")
+        k = len(models)
         self.templates = list(models)  # their structure and state_dict keys, not their weights
         self.weight_decays = list(weight_decays)
         self.dropout_rngs = list(dropout_rngs)
+        self.augmented = list(augmented)
         self.dropout_rates = [
             next((m.p for m in model.modules() if isinstance(m, nn.Dropout)), 0.0) for model in models
         ]
+        self.normed = [i for i, model in enumerate(models) if model.use_batch_norm]
         layers = [_weight_layers(m) for m in models]
 
         def joined(i: int, attribute: str, join=torch.cat) -> torch.Tensor:  # layer i of every model
@@ -80,28 +90,60 @@ class StackedLeNet5(nn.Module):
         self.fc = nn.ParameterList(
             [nn.Parameter(joined(i, name, torch.stack)) for i in (2, 3, 4) for name in ("weight", "bias")]
         )
-        # each parameter's rows of each model times that model's decay, made once
+        models_of = torch.arange(k)
+        # which model each row (dim 0) of a parameter or buffer belongs to, by its name
+        self._owners = {
+            **{f"conv{i}_{p}": models_of.repeat_interleave(c) for i, c in ((1, 6), (2, 16)) for p in "wb"},
+            **{f"fc.{i}": models_of for i in range(6)},
+        }
+        normed = torch.tensor(self.normed, dtype=torch.long)
+        for layer, channels in enumerate((6, 16), start=1) if self.normed else ():
+            # the normed models' batch norm of this layer, one after another
+            norms = [_norms(models[i])[layer - 1] for i in self.normed]
+            self.norm_momentum, self.norm_eps = norms[0].momentum, norms[0].eps
+            for name, attribute in (("w", "weight"), ("b", "bias")):
+                joined_norms = torch.cat([getattr(n, attribute).detach() for n in norms])
+                self.register_parameter(f"norm{layer}_{name}", nn.Parameter(joined_norms))
+            for name, attribute in (("mean", "running_mean"), ("var", "running_var")):
+                self.register_buffer(f"norm{layer}_{name}", torch.cat([getattr(n, attribute) for n in norms]))
+            self.register_buffer(f"norm{layer}_batches", torch.stack([n.num_batches_tracked for n in norms]))
+            rows = normed.repeat_interleave(channels)
+            self._owners.update({f"norm{layer}_{p}": rows for p in ("w", "b", "mean", "var")})
+            self._owners[f"norm{layer}_batches"] = normed
+        # each parameter's rows times their model's decay, made once
+        decays = torch.tensor(self.weight_decays)
         self._decays = [
-            torch.tensor(self.weight_decays)
-            .repeat_interleave(len(p) // len(models))
-            .view(-1, *[1] * (p.dim() - 1))
-            for p in self.parameters()
+            decays[self._owners[name]].view(-1, *[1] * (p.dim() - 1)) for name, p in self.named_parameters()
         ]
+        # conv1's filters of the augmented models read the augmented batch's blocks, the others the
+        # batch's: (4 pixels x K x 6, 1, 1, 1), 1 where a filter reads the augmented batch
+        self._reads_augmented = (
+            torch.tensor(self.augmented, dtype=torch.float32).repeat_interleave(6).repeat(4).view(-1, 1, 1, 1)
+        )
 
     @property
     def size(self) -> int:
         return len(self.templates)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_augmented: torch.Tensor | None = None) -> torch.Tensor:
         k, n = self.size, len(x)
-        blocks = _to_blocks(x).contiguous(memory_format=torch.channels_last)
+        blocks, conv1_w = _to_blocks(x), _block_weight(self.conv1_w)
+        if any(self.augmented):
+            # one convolution of 8 input channels: each filter's taps on the other batch are zero
+            blocks = torch.cat([blocks, _to_blocks(x_augmented)], dim=1)
+            reads = self._reads_augmented
+            conv1_w = torch.cat([conv1_w * (1 - reads), conv1_w * reads], dim=1)
         y = F.conv2d(
-            blocks,
-            _block_weight(self.conv1_w).contiguous(memory_format=torch.channels_last),
+            blocks.contiguous(memory_format=torch.channels_last),
+            conv1_w.contiguous(memory_format=torch.channels_last),
             self.conv1_b.repeat(4),
         )  # (N, 4 pixels x K models x 6, 14, 14): model k's channels of pixel p at p x 6K + 6k
+        if self.normed:
+            y = self._batch_norm(y, 1)
         y = _TanhMeanOfBlock.apply(y)  # (N, K x 6, 14, 14), model by model
         y = F.conv2d(y, self.conv2_w, self.conv2_b, groups=k)  # (N, K x 16, 10, 10)
+        if self.normed:
+            y = self._batch_norm(y, 2)
         y = _TanhAvgPool.apply(y)  # (N, K x 16, 5, 5)
         h = y.reshape(n, k, 400).transpose(0, 1)  # (K, N, 400), flattened as LeNet5's Flatten
         w1, b1, w2, b2, w3, b3 = self.fc
@@ -111,6 +153,29 @@ class StackedLeNet5(nn.Module):
         h = _tanh(h)
         h = _tanh(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)))
         return torch.baddbmm(b3.unsqueeze(1), h, w3.transpose(1, 2))
+
+    def _batch_norm(self, y: torch.Tensor, layer: int) -> torch.Tensor:
+        """Batch norm `layer` (1 or 2) of each normed model's channels of y, in place: y is an NHWC
+        convolution output (conv1's: 4 block pixels x K x 6 channels), seen as rows of each pixel's
+        K x C channels, so a channel's statistics span the batch, its positions and a block's 4
+        pixels, as its own nn.BatchNorm2d's would. The other models' channels are left as they are."""
+        per_pixel = len(self.conv1_b) if layer == 1 else len(self.conv2_b)
+        channels = per_pixel // self.size  # 6 or 16 a model
+        rows = y.permute(0, 2, 3, 1).view(-1, per_pixel)  # a view: the writes below are y's
+        for j, k in enumerate(self.normed):
+            own, mine = slice(k * channels, (k + 1) * channels), slice(j * channels, (j + 1) * channels)
+            rows[:, own] = F.batch_norm(
+                rows[:, own].contiguous(),  # a copy: batch norm's backward reads its input as it was
+                getattr(self, f"norm{layer}_mean")[mine],  # running statistics, updated in place
+                getattr(self, f"norm{layer}_var")[mine],
+                getattr(self, f"norm{layer}_w")[mine],
+                getattr(self, f"norm{layer}_b")[mine],
+                training=True,
+                momentum=self.norm_momentum,
+                eps=self.norm_eps,
+            )
+            getattr(self, f"norm{layer}_batches")[j] += 1
+        return y
 
     def _dropout(self, h: torch.Tensor) -> torch.Tensor:
         """Each model's dropout, its mask drawn from its own generator as nn.Dropout draws it."""
@@ -129,32 +194,51 @@ class StackedLeNet5(nn.Module):
                 parameters = list(self.parameters())
                 torch._foreach_addcmul_([p.grad for p in parameters], parameters, self._decays)
 
-    def rows(self, keep: list[int], parameter: torch.Tensor) -> torch.Tensor:
-        """Indices along dim 0 of a stacked parameter (or its Adam state) of the models in `keep`."""
-        per_model = len(parameter) // self.size
-        return torch.tensor([k * per_model + r for k in keep for r in range(per_model)])
+    def rows(self, keep: list[int], name: str) -> torch.Tensor:
+        """Indices along dim 0 of a stacked parameter or buffer (or a parameter's Adam state), by
+        its name, of the models in `keep`, in that order."""
+        owners = self._owners[name]
+        return torch.cat([(owners == k).nonzero().flatten() for k in keep])
 
     def subset(self, keep: list[int]) -> StackedLeNet5:
         """The models in `keep` only, as a new stack (gradients and all else left behind)."""
         decays, rngs = [self.weight_decays[k] for k in keep], [self.dropout_rngs[k] for k in keep]
-        stacked = StackedLeNet5([self.templates[k] for k in keep], decays, rngs)
+        augmented = [self.augmented[k] for k in keep]
+        stacked = StackedLeNet5([self.templates[k] for k in keep], decays, rngs, augmented)
+        mine = dict(self.state_dict())
         with torch.no_grad():
-            for new, old in zip(stacked.parameters(), self.parameters(), strict=True):
-                new.copy_(old.index_select(0, self.rows(keep, old)))
+            for name, new in stacked.state_dict().items():
+                new.copy_(mine[name].index_select(0, self.rows(keep, name)))
         return stacked
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Model k's weights as its LeNet5 state_dict (copies; no batch norm, so nothing else)."""
-        state = {}
-        c1, c2 = len(self.conv1_w) // self.size, len(self.conv2_w) // self.size
-        tensors = [
-            (self.conv1_w[k * c1 : (k + 1) * c1], self.conv1_b[k * c1 : (k + 1) * c1]),
-            (self.conv2_w[k * c2 : (k + 1) * c2], self.conv2_b[k * c2 : (k + 1) * c2]),
-            *((self.fc[2 * i][k], self.fc[2 * i + 1][k]) for i in range(3)),
+        """Model k's weights (and batch norm's statistics) as its LeNet5 state_dict (copies)."""
+        template = self.templates[k]
+        mine = {}  # model k's rows of each tensor of the stack that it has rows in
+        for name, tensor in self.state_dict().items():
+            rows = self.rows([k], name)
+            if len(rows):
+                mine[name] = tensor[rows[0] : rows[-1] + 1].contiguous().clone()
+        weights = [
+            (mine["conv1_w"], mine["conv1_b"]),
+            (mine["conv2_w"], mine["conv2_b"]),
+            *((mine[f"fc.{2 * i}"][0], mine[f"fc.{2 * i + 1}"][0]) for i in range(3)),
         ]
-        for (weight_key, bias_key), (weight, bias) in zip(
-            _state_keys(self.templates[k]), tensors, strict=True
-        ):
-            state[weight_key] = weight.detach().contiguous().clone()
-            state[bias_key] = bias.detach().clone()
+        state = {}
+        for (weight_key, bias_key), (weight, bias) in zip(_state_keys(template), weights, strict=True):
+            state[weight_key], state[bias_key] = weight, bias
+        norm_keys = (("weight", "w"), ("bias", "b"), ("running_mean", "mean"), ("running_var", "var"))
+        for layer, prefix in enumerate(_norm_prefixes(template), start=1):
+            for key, name in norm_keys:
+                state[f"{prefix}.{key}"] = mine[f"norm{layer}_{name}"]
+            state[f"{prefix}.num_batches_tracked"] = mine[f"norm{layer}_batches"][0]
         return state
+
+
+def _norms(model: LeNet5) -> list[nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def _norm_prefixes(model: LeNet5) -> list[str]:
+    names = {module: name for name, module in model.named_modules()}
+    return [names[m] for m in _norms(model)]

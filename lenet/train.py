@@ -215,10 +215,9 @@ class TrainTask:
 
 def stack_key(config: TrainConfig) -> tuple | None:
     """Runs with the same key see the same batches in the same order and take the same Adam steps,
-    so they can train together as one `StackedLeNet5`; None: this run trains alone. Batch norm,
-    and augmented runs beside others, were measured in a stack too: what they gained was within the
-    machine's drift, so they train apart (README, "Throughput")."""
-    if get_variant(config.variant).batch_norm or resolve_device(config.device).type != "cpu":
+    so they can train together as one `StackedLeNet5`, batch norm and augmented runs included;
+    None: this run trains alone (on a GPU, where one model already fills the device)."""
+    if resolve_device(config.device).type != "cpu":
         return None
     return (
         config.seed,
@@ -227,7 +226,6 @@ def stack_key(config: TrainConfig) -> tuple | None:
         config.train_limit,
         config.val_fraction,
         config.split_seed,
-        config.augment,
     )
 
 
@@ -245,9 +243,12 @@ class _Alone:
         self.config = config
         self.optimizer = _make_optimizer(self.model.parameters(), config.lr, config.weight_decay, device)
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train one batch; (logits (1, N, 10), loss (1,)), detached."""
-        logits = self.model(images)
+    def step(
+        self, images: torch.Tensor, labels: torch.Tensor, augmented: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train one batch (`augmented`: the same batch augmented, for an augmented run); (logits
+        (1, N, 10), loss (1,)), detached."""
+        logits = self.model(augmented if self.config.augment else images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -269,11 +270,14 @@ class _Stacked:
             rngs.append(torch.Generator().set_state(torch.get_rng_state()))  # as nn.Dropout's, alone
         self.configs = [task.config for task in tasks]
         self.device = device
-        self.stack = StackedLeNet5(models, [c.weight_decay for c in self.configs], rngs)
+        decays, augmented = [c.weight_decay for c in self.configs], [c.augment for c in self.configs]
+        self.stack = StackedLeNet5(models, decays, rngs, augmented)
         self.optimizer = _make_optimizer(self.stack.parameters(), self.configs[0].lr, 0.0, device)
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.stack(images)  # (K, N, 10)
+    def step(
+        self, images: torch.Tensor, labels: torch.Tensor, augmented: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.stack(images, augmented)  # (K, N, 10)
         losses = torch.stack(
             [
                 F.cross_entropy(logits[k], labels, label_smoothing=c.label_smoothing)
@@ -294,14 +298,14 @@ class _Stacked:
 
     def keep(self, indices: list[int]) -> None:
         """Go on with these models only, each with its own Adam state."""
-        old, old_params = self.stack, list(self.stack.parameters())
+        old, old_params = self.stack, dict(self.stack.named_parameters())
         self.stack = old.subset(indices)
         self.configs = [self.configs[i] for i in indices]
         optimizer = _make_optimizer(self.stack.parameters(), self.configs[0].lr, 0.0, self.device)
-        for new, before in zip(self.stack.parameters(), old_params, strict=True):
-            state = self.optimizer.state.get(before)
+        for key, new in self.stack.named_parameters():
+            state = self.optimizer.state.get(old_params[key])
             if state:
-                rows = old.rows(indices, before)
+                rows = old.rows(indices, key)
                 # in the parameter's memory layout: the fused kernel walks both alike
                 optimizer.state[new] = {
                     name: value if name == "step" else torch.empty_like(new).copy_(value[rows])
@@ -475,7 +479,8 @@ def train_together(
     members = [_Member(task, device, steps_per_epoch, log_every) for task in tasks]
     active = list(members)  # the runs still training, in the engine's order
     shuffle = torch.Generator().manual_seed(configs[0].seed)  # the same batches for all of them
-    augment = torch.Generator().manual_seed(configs[0].seed + 1) if configs[0].augment else None
+    # the augmented runs' batches: one draw a step while one of them trains, as each would draw alone
+    augment = torch.Generator().manual_seed(configs[0].seed + 1) if any(c.augment for c in configs) else None
     global_step = 0
 
     def settle() -> None:
@@ -507,9 +512,10 @@ def train_together(
             settle()
             if not active:
                 break
-            if augment is not None:  # training batches only: validation and test stay as they are
-                images = data.augment_batch(images, augment, SHIFT_PIXELS)
-            logits, losses = engine.step(images, labels)
+            augmented = None  # training batches only: validation and test stay as they are
+            if augment is not None and any(member.config.augment for member in active):
+                augmented = data.augment_batch(images, augment, SHIFT_PIXELS)
+            logits, losses = engine.step(images, labels, augmented)
             global_step += 1
             for member, member_logits, loss in zip(active, logits, losses, strict=True):
                 member.record_batch(member_logits, loss, labels)
