@@ -96,20 +96,8 @@ class StackedLeNet5(nn.Module):
             **{f"conv{i}_{p}": models_of.repeat_interleave(c) for i, c in ((1, 6), (2, 16)) for p in "wb"},
             **{f"fc.{i}": models_of for i in range(6)},
         }
-        normed = torch.tensor(self.normed, dtype=torch.long)
-        for layer, channels in enumerate((6, 16), start=1) if self.normed else ():
-            # the normed models' batch norm of this layer, one after another
-            norms = [_norms(models[i])[layer - 1] for i in self.normed]
-            self.norm_momentum, self.norm_eps = norms[0].momentum, norms[0].eps
-            for name, attribute in (("w", "weight"), ("b", "bias")):
-                joined_norms = torch.cat([getattr(n, attribute).detach() for n in norms])
-                self.register_parameter(f"norm{layer}_{name}", nn.Parameter(joined_norms))
-            for name, attribute in (("mean", "running_mean"), ("var", "running_var")):
-                self.register_buffer(f"norm{layer}_{name}", torch.cat([getattr(n, attribute) for n in norms]))
-            self.register_buffer(f"norm{layer}_batches", torch.stack([n.num_batches_tracked for n in norms]))
-            rows = normed.repeat_interleave(channels)
-            self._owners.update({f"norm{layer}_{p}": rows for p in ("w", "b", "mean", "var")})
-            self._owners[f"norm{layer}_batches"] = normed
+        if self.normed:
+            self._join_batch_norms([_norms(models[i]) for i in self.normed])
         # each parameter's rows times their model's decay, made once
         decays = torch.tensor(self.weight_decays)
         self._decays = [
@@ -120,6 +108,25 @@ class StackedLeNet5(nn.Module):
         self._reads_augmented = (
             torch.tensor(self.augmented, dtype=torch.float32).repeat_interleave(6).repeat(4).view(-1, 1, 1, 1)
         )
+
+    def _join_batch_norms(self, norms: list[list[nn.BatchNorm2d]]) -> None:
+        """The normed models' batch norms, each layer's model after model: parameters norm1_w,
+        norm1_b (6 a model), norm2_w, norm2_b (16), and their running statistics and batch counts."""
+        normed = torch.tensor(self.normed, dtype=torch.long)
+        self.norm_momentum, self.norm_eps = norms[0][0].momentum, norms[0][0].eps
+        for layer, channels in ((1, 6), (2, 16)):
+            in_layer = [model_norms[layer - 1] for model_norms in norms]
+            for name, attribute in (("w", "weight"), ("b", "bias")):
+                joined = torch.cat([getattr(n, attribute).detach() for n in in_layer])
+                self.register_parameter(f"norm{layer}_{name}", nn.Parameter(joined))
+            for name, attribute in (("mean", "running_mean"), ("var", "running_var")):
+                statistics = torch.cat([getattr(n, attribute) for n in in_layer])
+                self.register_buffer(f"norm{layer}_{name}", statistics)
+            batches = torch.stack([n.num_batches_tracked for n in in_layer])
+            self.register_buffer(f"norm{layer}_batches", batches)
+            rows = normed.repeat_interleave(channels)
+            self._owners.update({f"norm{layer}_{p}": rows for p in ("w", "b", "mean", "var")})
+            self._owners[f"norm{layer}_batches"] = normed
 
     @property
     def size(self) -> int:
