@@ -214,8 +214,9 @@ class Store:
 
         The share counts every epoch still to train, of runs queued or training, stackable or not,
         over `max_trainers`: the runs that train alone later are work the other workers take. So
-        `reproduce`'s six stackable runs go 4 and 2, with l2_optimized's 20 epochs in the pair,
-        where 3 and 3 left one core idle for the last 21 s of 186 (README, "Throughput")."""
+        `reproduce`'s eight runs go 4 and 4, with l2_optimized's 20 epochs in the second stack,
+        where stacks sized by count left one core idle for the last 21 s of 186 (README,
+        "Throughput")."""
         now = time.time()
         with self._transaction() as db:
             live = (now - heartbeat_timeout_s(),)

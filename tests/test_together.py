@@ -16,7 +16,7 @@ from lenet.runs import Heartbeat, execute_together
 from lenet.stacked import StackedLeNet5
 from lenet.tables import run_table
 from lenet.train import TrainConfig, TrainTask, stack_key, train, train_together
-from lenet.variants import get_variant
+from lenet.variants import get_variant, list_models
 from lenet.worker import MAX_STACKED, _stack_key
 from tests.test_notebook_compat import _notebook_layout
 
@@ -225,16 +225,7 @@ def test_a_worker_claims_the_runs_that_balance_the_pools_epochs(workspace, idx_d
     """reproduce's eight runs: 12 epochs each, l2_optimized 20. Stacked 3 and 3, the stack with
     l2_optimized ran on alone while the other core finished its single run and then idled."""
     store = workspace.store
-    names = (
-        "baseline",
-        "dropout",
-        "l2",
-        "l2_optimized",
-        "batch_norm",
-        "early_stopping",
-        "augment",
-        "label_smoothing",
-    )
+    names = list_models()  # as reproduce queues them
     ids = {name: store.enqueue(TrainConfig.for_variant(name), data_dir=str(idx_dir)) for name in names}
     assert store.get_run(ids["l2_optimized"]).config.epochs > store.get_run(ids["baseline"]).config.epochs
     # 104 epochs to train over 2 workers: 4 runs of 12 (48) come nearest 52; the longest waits
