@@ -302,7 +302,7 @@ class StackedLeNet5(nn.Module):
         for name, tensor in self.state_dict().items():
             rows = self.rows([k], name)
             if len(rows):
-                mine[name] = tensor[rows[0] : rows[-1] + 1].contiguous().clone()
+                mine[name] = tensor[rows[0] : rows[-1] + 1].clone(memory_format=torch.contiguous_format)
         weights = [
             (mine["conv1_w"], mine["conv1_b"]),
             (mine["conv2_w"], mine["conv2_b"]),

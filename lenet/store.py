@@ -60,16 +60,16 @@ _NEXT_IN_QUEUE = _QUEUE_ORDER + " LIMIT 1"
 _LIVE_RUNNING = "FROM runs WHERE status = 'running' AND heartbeat_at >= ?"  # ?: the stale time
 
 
-def _epochs_left(run: Run) -> int:
-    """What a run has still to train, as `claim_together` weighs the pool's work: its planned epochs
-    less those done (an early stop, unknown ahead, ends it sooner)."""
-    return max(0, run.config.epochs - run.epochs_completed)
-
-
 _CLAIM = (  # a queued run starts: (now, now, worker pid, where it trains, run id)
     "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?,"
     " attempts = attempts + 1, trained_on = ? WHERE id = ?"
 )
+
+
+def _epochs_left(run: Run) -> int:
+    """What a run has still to train, as `claim_together` weighs the pool's work: its planned epochs
+    less those done (an early stop, unknown ahead, ends it sooner)."""
+    return max(0, run.config.epochs - run.epochs_completed)
 
 
 class RunStateError(ValueError):
