@@ -124,8 +124,8 @@ def test_the_registry_and_the_configs_load_without_torch():
 def test_queuing_runs_and_starting_workers_never_import_torch_or_pandas(tmp_path):
     """`preset`, `sweep`, `reproduce` and the dashboard queue runs and start the workers before any
     torch import (~2 s, on the cores the workers start on): the CLI's queue commands and the pool's
-    management run without it, and without pandas (0.3 s), which a worker's training never needs
-    either; `runs` prints a table, with pandas but still no torch."""
+    management run without it, and without pandas (0.3 s), which a worker's training and `preset
+    --json`'s last lines never need either; `runs` prints a table, with pandas but still no torch."""
     import os
     import subprocess
     import sys
@@ -134,6 +134,11 @@ def test_queuing_runs_and_starting_workers_never_import_torch_or_pandas(tmp_path
     code = (
         "import sys; from lenet.cli import main; from lenet.worker import ensure_workers, wait_for_runs; "
         "from lenet.reproduce import reproduce, aggregate, markdown_table; "
+        "from lenet.experiments import launch_preset, runs_with_history; "
+        "from lenet.workspace import Workspace; "
+        "store = Workspace.from_env().store; queued = launch_preset(store, 'quick_demo', 1, None, {}); "
+        # what `preset --json` prints once its runs have ended
+        "runs_with_history(store.read_experiment(queued)); "
         f"main(['preset', '--list']); {loaded}; main(['runs']); {loaded}"
     )
     env = {**os.environ, "LENET_HOME": str(tmp_path)}
