@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LeNet5, Tanh, _block_weight, _MeanOfBlock, _TanhAvgPool, _to_blocks
+from .models import LeNet5, Tanh, _block_weight, _MeanOfBlock, _sum_of_2x2, _TanhAvgPool, _to_blocks
 
 _tanh = Tanh()
 
@@ -317,6 +317,52 @@ class StackedLeNet5(nn.Module):
                 state[f"{prefix}.{key}"] = mine[f"norm{layer}_{name}"]
             state[f"{prefix}.num_batches_tracked"] = mine[f"norm{layer}_batches"][0]
         return state
+
+
+class FoldedStack:
+    """Eval-mode LeNet5s as one network: each model's `FoldedLeNet5` function in one pass over a
+    batch, for the validation of a stack's runs (`train.validate_together`).
+
+    As in `StackedLeNet5`, conv1 is one NHWC convolution with every model's filters on 2x2 blocks,
+    conv2 one grouped convolution and each fully connected layer one batched matrix product. oneDNN
+    runs conv1 for two models (48 filters) in NHWC in half the time of one model's 24 in NCHW, which
+    it computes in a padded, blocked layout and then reorders: that reorder alone was a third of
+    conv1's time. Two models at a time is the sweet spot (README, "Throughput"): with four, the
+    batch's activations no longer fit in a core's cache.
+    """
+
+    def __init__(self, models: list[LeNet5]):
+        folded = [model.folded() for model in models]
+        self.size = len(folded)
+        # model k's conv1 filter for channel c at pixel p of a block is at p x 6K + 6k + c
+        conv1_w = torch.stack([f.conv1_w.unflatten(0, (4, -1)) for f in folded], dim=1)
+        self.conv1_w = conv1_w.flatten(0, 2).contiguous(memory_format=torch.channels_last)
+        self.conv1_b = torch.stack([f.conv1_b.unflatten(0, (4, -1)) for f in folded], dim=1).flatten()
+        self.conv2_w = torch.cat([f.conv2_w for f in folded]).contiguous(memory_format=torch.channels_last)
+        self.conv2_b = torch.cat([f.conv2_b for f in folded])
+        # (K, in, out) weights and (K, 1, out) biases, as torch.baddbmm takes them
+        layers = [*zip(*(f.linears for f in folded), strict=True), [f.logits for f in folded]]
+        self.linears = [
+            (torch.stack([w for w, _ in layer]).transpose(1, 2), torch.stack([b for _, b in layer])[:, None])
+            for layer in layers
+        ]
+
+    @torch.inference_mode()
+    def on_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Logits (K, N, 10) of images in `_to_blocks` form, in NHWC (`torch.channels_last`)."""
+        k, n = self.size, len(blocks)
+        s = F.conv2d(blocks, self.conv1_w, self.conv1_b).sigmoid_()  # (N, 4 pixels x K x 6, H, W), NHWC
+        h, w = s.shape[2:]
+        pixels = s.permute(0, 2, 3, 1).view(n * h * w, 4, -1)
+        pairs = pixels[:, 0:2] + pixels[:, 2:4]
+        y = (pairs[:, 0] + pairs[:, 1]).mul_(0.5).sub_(1)  # the mean of each block's 4 tanh, as FoldedLeNet5
+        y = y.view(n, h, w, -1).permute(0, 3, 1, 2)  # (N, K x 6, H, W), NHWC
+        s = F.conv2d(y, self.conv2_w, self.conv2_b, groups=k).sigmoid_()
+        x = _sum_of_2x2(s).mul_(0.5).sub_(1).reshape(n, k, -1).transpose(0, 1)  # (K, N, 400)
+        *hidden, (weight, bias) = self.linears
+        for weight_h, bias_h in hidden:
+            x = torch.baddbmm(bias_h, x, weight_h).sigmoid_().mul_(2).sub_(1)
+        return torch.baddbmm(bias, x, weight)
 
 
 def _norms(model: LeNet5) -> list[nn.BatchNorm2d]:

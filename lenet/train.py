@@ -28,7 +28,7 @@ from .config import (  # noqa: F401 (re-exported: the training API)
     check_train_limit,
 )
 from .models import LeNet5, _to_blocks, create_model
-from .stacked import StackedLeNet5
+from .stacked import FoldedStack, StackedLeNet5
 from .variants import get_variant
 
 
@@ -132,14 +132,37 @@ def validate(
 ) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole split: what every epoch reports. `blocks`: see
     `split_blocks`."""
+    loss_sum, logits = _predict_split(model, split, batch_size, blocks)
+    return _scores(loss_sum, logits, split.labels.to(logits.device))
+
+
+def validate_together(
+    models: list[LeNet5], split: data.Split, blocks: torch.Tensor, batch_size: int = EVAL_BATCH
+) -> list[tuple[float, float]]:
+    """`validate` of each model, on a CPU, as one `FoldedStack` (best two at a time: see there).
+    `blocks`: the split's `split_blocks`, in NHWC (`torch.channels_last`)."""
+    stack = FoldedStack(models)
+    loss_sums = torch.zeros(len(models))
+    outputs = []
+    for start in range(0, len(split), batch_size):
+        logits = stack.on_blocks(blocks[start : start + batch_size])  # (K, batch, 10)
+        labels = split.labels[start : start + batch_size]
+        for k, model_logits in enumerate(logits):
+            loss_sums[k] += F.cross_entropy(model_logits, labels, reduction="sum")
+        outputs.append(logits)
+    logits = torch.cat(outputs, dim=1)
+    return [_scores(loss, each, split.labels) for loss, each in zip(loss_sums, logits, strict=True)]
+
+
+def _scores(loss_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) of one model's summed loss and logits over the whole split."""
     # Imported here: torchmetrics loads torchvision and all its image metrics (~2 s), which processes
     # that only read or queue runs (the store, `lenet runs`, the dashboard's first paint) never need.
     from torchmetrics.functional.classification import multiclass_accuracy
 
-    loss_sum, logits = _predict_split(model, split, batch_size, blocks)
-    labels, preds = split.labels.to(logits.device), logits.argmax(dim=1)
+    preds = logits.argmax(dim=1)
     accuracy = multiclass_accuracy(preds, labels, num_classes=data.NUM_CLASSES, average="micro")
-    return loss_sum.item() / len(split), accuracy.item()
+    return loss_sum.item() / len(labels), accuracy.item()
 
 
 def evaluate(model: LeNet5, split: data.Split, batch_size: int = EVAL_BATCH) -> EvalMetrics:
@@ -474,6 +497,9 @@ def train_together(
     engine = _Stacked(tasks, device) if len(tasks) > 1 else _Alone(tasks[0], device)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
     val_blocks = split_blocks(val_split) if device.type == "cpu" else None  # once, for every epoch
+    # a stack's models validated two at a time (FoldedStack), on these blocks; a model left over alone
+    # on val_blocks, as a run alone
+    pair_blocks = val_blocks.contiguous(memory_format=torch.channels_last) if len(tasks) > 1 else None
     batch_size = configs[0].batch_size
     steps_per_epoch = math.ceil(len(train_split) / batch_size)
     members = [_Member(task, device, steps_per_epoch, log_every) for task in tasks]
@@ -525,21 +551,27 @@ def train_together(
             settle()
         if not active:
             break
-        for index, member in enumerate(active):
-            model = engine.eval_model(index)
-            val_loss, val_accuracy = validate(model, val_split, blocks=val_blocks)
-            train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
-            metrics = EpochMetrics(
-                epoch=epoch,
-                train_loss=member.epoch_loss.item() / len(train_split),
-                train_accuracy=multiclass_accuracy(
-                    train_preds, train_labels, num_classes=data.NUM_CLASSES, average="micro"
-                ).item(),
-                val_loss=val_loss,
-                val_accuracy=val_accuracy,
-                seconds=time.perf_counter() - epoch_started,
-            )
-            member.end_epoch(metrics, model)
+        for first in range(0, len(active), 2):
+            group = range(first, min(first + 2, len(active)))
+            models = [engine.eval_model(index) for index in group]
+            if len(models) == 1:
+                scores = [validate(models[0], val_split, blocks=val_blocks)]
+            else:
+                scores = validate_together(models, val_split, pair_blocks)
+            for index, model, (val_loss, val_accuracy) in zip(group, models, scores, strict=True):
+                member = active[index]
+                train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
+                metrics = EpochMetrics(
+                    epoch=epoch,
+                    train_loss=member.epoch_loss.item() / len(train_split),
+                    train_accuracy=multiclass_accuracy(
+                        train_preds, train_labels, num_classes=data.NUM_CLASSES, average="micro"
+                    ).item(),
+                    val_loss=val_loss,
+                    val_accuracy=val_accuracy,
+                    seconds=time.perf_counter() - epoch_started,
+                )
+                member.end_epoch(metrics, model)
         settle()
     return [member.result for member in members]
 

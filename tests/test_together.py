@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from lenet import catalog, data
-from lenet.models import create_model
+from lenet.models import _to_blocks, create_model
 from lenet.records import RunStatus, runs_frame
 from lenet.runs import Heartbeat, execute_together
-from lenet.stacked import StackedLeNet5
+from lenet.stacked import FoldedStack, StackedLeNet5
 from lenet.tables import run_table
 from lenet.train import TrainConfig, TrainTask, stack_key, train, train_together
 from lenet.variants import get_variant, list_models
@@ -108,6 +108,33 @@ def test_batch_norm_in_a_stack_is_its_own_batch_norm_in_float64():
                 torch.testing.assert_close(stacked_gradients[key], expected, atol=1e-12, rtol=0, msg=key)
             else:  # running statistics and the batches they have seen
                 torch.testing.assert_close(state[key], value, atol=1e-12, rtol=0, msg=key)
+
+
+def test_a_stacks_validation_is_each_models_own_in_float64():
+    """FoldedStack, which validates a stack's models two at a time, gives each eval-mode model's
+    logits from its plain layers: batch norm's running statistics and dropout (off) included."""
+    torch.manual_seed(0)
+    models = [create_model(name).double().eval() for name in ("batch_norm", "dropout", "baseline")]
+    for module in models[0].modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics of its own, not the initial 0 and 1
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(8, 1, 28, 28, dtype=torch.float64)
+    for group in (models[:2], models[1:], models):
+        blocks = _to_blocks(images).contiguous(memory_format=torch.channels_last)
+        logits = FoldedStack(group).on_blocks(blocks)
+        with torch.no_grad():
+            for k, model in enumerate(group):
+                alone = model.classifier(model.feature(images))
+                torch.testing.assert_close(logits[k], alone, atol=1e-12, rtol=0)
+
+
+def test_a_stack_of_three_validates_a_pair_and_one_alone_as_each_alone(small_splits):
+    runs = [TrainConfig.for_variant(name, epochs=2) for name in ("dropout", "batch_norm", "baseline")]
+    together = train_together([TrainTask(config) for config in runs], small_splits)
+    for config, result in zip(runs, together, strict=True):
+        normed = get_variant(config.variant).batch_norm
+        assert_same_run(result, train(config, small_splits), small_splits.test.images if normed else None)
 
 
 def test_a_stacked_checkpoint_loads_into_the_notebooks_lenet5v1(small_splits):
