@@ -136,11 +136,15 @@ def validate(
     return _scores(loss_sum, logits, split.labels.to(logits.device))
 
 
+# How many of a stack's models are validated in one pass: oneDNN's fastest (see FoldedStack)
+VALIDATION_GROUP = 2
+
+
 def validate_together(
     models: list[LeNet5], split: data.Split, blocks: torch.Tensor, batch_size: int = EVAL_BATCH
 ) -> list[tuple[float, float]]:
-    """`validate` of each model, on a CPU, as one `FoldedStack` (best two at a time: see there).
-    `blocks`: the split's `split_blocks`, in NHWC (`torch.channels_last`)."""
+    """`validate` of each model, on a CPU, as one `FoldedStack` (fastest for `VALIDATION_GROUP`
+    models). `blocks`: the split's `split_blocks`, in NHWC (`torch.channels_last`)."""
     stack = FoldedStack(models)
     loss_sums = torch.zeros(len(models))
     outputs = []
@@ -497,9 +501,9 @@ def train_together(
     engine = _Stacked(tasks, device) if len(tasks) > 1 else _Alone(tasks[0], device)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
     val_blocks = split_blocks(val_split) if device.type == "cpu" else None  # once, for every epoch
-    # a stack's models validated two at a time (FoldedStack), on these blocks; a model left over alone
-    # on val_blocks, as a run alone
-    pair_blocks = val_blocks.contiguous(memory_format=torch.channels_last) if len(tasks) > 1 else None
+    # a stack's models validated in groups (FoldedStack), on these blocks; a model left over alone on
+    # val_blocks, as a run alone
+    group_blocks = val_blocks.contiguous(memory_format=torch.channels_last) if len(tasks) > 1 else None
     batch_size = configs[0].batch_size
     steps_per_epoch = math.ceil(len(train_split) / batch_size)
     members = [_Member(task, device, steps_per_epoch, log_every) for task in tasks]
@@ -551,13 +555,13 @@ def train_together(
             settle()
         if not active:
             break
-        for first in range(0, len(active), 2):
-            group = range(first, min(first + 2, len(active)))
+        for first in range(0, len(active), VALIDATION_GROUP):
+            group = range(first, min(first + VALIDATION_GROUP, len(active)))
             models = [engine.eval_model(index) for index in group]
             if len(models) == 1:
                 scores = [validate(models[0], val_split, blocks=val_blocks)]
             else:
-                scores = validate_together(models, val_split, pair_blocks)
+                scores = validate_together(models, val_split, group_blocks)
             for index, model, (val_loss, val_accuracy) in zip(group, models, scores, strict=True):
                 member = active[index]
                 train_preds, train_labels = torch.cat(member.epoch_preds), torch.cat(member.epoch_labels)
