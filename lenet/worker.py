@@ -8,8 +8,9 @@ that limit whoever started them. `ensure_workers` tops the pool up; the dashboar
 `reproduce` call it after queuing runs.
 
 While the dashboard is looked at it keeps the pool started and warm (`ensure_workers(standby=True)`):
-a worker's start-up, importing torch, torchmetrics and torch._dynamo, takes 3.5-5 s of CPU
-before its first batch, which is 4 s of a 45 s quick demo on 2 cores (README, "Throughput"). A
+a worker's start-up, importing torch, torchmetrics and torch._dynamo, takes about 3 s of CPU
+before its first batch: its runs trained from 3.4 s into a headless quick demo of 22-25 s on 2
+cores (README, "Throughput"). A
 warm worker has paid it before the teacher's click, and waits for work while the dashboard's
 server that started it lives, until no one has looked at the dashboard for `STANDBY_S`.
 
